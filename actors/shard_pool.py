@@ -1,0 +1,137 @@
+"""The gateway's view of the shard hosts on Ray: create, find and call them.
+
+:class:`RayShardPool` implements :class:`~engine.routing.ShardPool`. A call to a
+host that died is retried, with the same batch, until the host is back or
+``shard_call_timeout_s`` runs out; the same batch keeps the same attempt ids,
+so a batch that was in fact written before the death is answered STORED,
+not stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+import structlog
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+from actors.shard_host import ShardHostActor, shard_host_name
+from engine.config import Settings
+from engine.exceptions import ShardUnavailable, StoreError, StoreUnavailable
+from engine.registration import Outcome, Registration
+from engine.routing import DistrictRouter
+
+__all__ = ["RayShardPool", "start_shard_hosts"]
+
+log = structlog.get_logger()
+
+SHARD_HOST_CPUS = 0.25
+"""Ray CPU reservation per host: hosts wait on the store most of the time, so
+reserving a whole core each would leave small machines unable to place them."""
+
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 1.0
+
+
+def start_shard_hosts(
+    settings: Settings, router: DistrictRouter, *, detached: bool = False
+) -> list[Any]:
+    """Create the shard host actors, or find them if another gateway did.
+
+    Args:
+        settings: passed to every host.
+        router: decides which shards each host serves.
+        detached: keep the hosts alive after this process exits (several
+            gateway processes sharing one Ray cluster).
+
+    Returns:
+        Actor handles by host index, each already answering.
+    """
+    handles = []
+    for index in range(router.num_hosts):
+        options: dict[str, Any] = {
+            "name": shard_host_name(index),
+            "namespace": settings.ray_namespace,
+            "get_if_exists": True,
+            "num_cpus": SHARD_HOST_CPUS,
+        }
+        if detached:
+            options["lifetime"] = "detached"
+        handles.append(
+            ShardHostActor.options(**options).remote(
+                index, router.shards_of_host(index), settings
+            )
+        )
+    ray.get([handle.pid.remote() for handle in handles])
+    log.info("shard_hosts_ready", hosts=len(handles), shards=len(router.shard_ids))
+    return handles
+
+
+class RayShardPool:
+    """Sends shard batches to the Ray host that serves each shard.
+
+    Args:
+        router: maps shards to hosts.
+        hosts: handles from :func:`start_shard_hosts`.
+        call_timeout_s: longest time one batch may take, restarts included.
+    """
+
+    def __init__(
+        self, router: DistrictRouter, hosts: Sequence[Any], call_timeout_s: float
+    ) -> None:
+        self._router = router
+        self._hosts = list(hosts)
+        self._timeout_s = call_timeout_s
+        self.num_retries = 0
+
+    async def write(
+        self, shard_id: str, batch: Sequence[Registration]
+    ) -> list[Outcome]:
+        """Store a batch on its shard, retrying through host restarts.
+
+        Raises:
+            StoreUnavailable: the host reached the store, which did not take it.
+            ShardUnavailable: the host did not answer within the timeout.
+        """
+        host = self._hosts[self._router.host_for(shard_id)]
+        deadline = time.monotonic() + self._timeout_s
+        delay_s = _RETRY_FIRST_S
+        records = list(batch)
+        while True:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                raise ShardUnavailable("shard did not answer in time", shard=shard_id)
+            try:
+                ref = host.write_batch.remote(shard_id, records)
+                values = await asyncio.wait_for(ref, timeout=remaining_s)
+                return [Outcome(value) for value in values]
+            except RayTaskError as exc:
+                raise _store_error(exc, shard_id) from exc
+            except (RayActorError, ActorUnavailableError) as exc:
+                self.num_retries += 1
+                log.warning(
+                    "shard_call_retry",
+                    shard=shard_id,
+                    error=type(exc).__name__,
+                    retry_in_ms=int(delay_s * 1000),
+                )
+            except TimeoutError:
+                raise ShardUnavailable(
+                    "shard did not answer in time", shard=shard_id
+                ) from None
+            await asyncio.sleep(min(delay_s, max(deadline - time.monotonic(), 0)))
+            delay_s = min(delay_s * 2, _RETRY_MAX_S)
+
+
+def _store_error(exc: RayTaskError, shard_id: str) -> Exception:
+    cause = exc.cause
+    if isinstance(cause, StoreUnavailable):
+        return StoreUnavailable("store did not take the batch", shard=shard_id)
+    if isinstance(cause, StoreError):
+        return StoreError("store refused the batch", shard=shard_id)
+    return ShardUnavailable(
+        "shard failed on the batch", shard=shard_id, error=type(cause).__name__
+    )

@@ -1,0 +1,221 @@
+"""The gateway's logic: authenticate, validate, admit, route and answer.
+
+Transport-free: :mod:`engine.grpc_server` adapts it to gRPC, and tests can
+drive it directly. It holds no registration longer than it takes to be stored,
+and never more than ``max_inflight_records`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from engine.auth import AuthenticatedDevice, DeviceAuthenticator
+from engine.batching import ShardBatcher
+from engine.city import City
+from engine.config import Settings
+from engine.counters import MinuteCounter
+from engine.exceptions import BackpressureError, ShardUnavailable, StoreUnavailable
+from engine.registration import Outcome, RejectReason
+from engine.routing import DistrictRouter, ShardPool
+from engine.validation import RegistrationValidator, Rejection
+from sieve.v1 import ingest_pb2
+
+__all__ = ["AckFields", "GatewayStats", "IngestGateway"]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class AckFields:
+    """What the device is told about one registration."""
+
+    registration_id: str
+    outcome: Outcome
+    received_at_ms: int
+    reason: RejectReason | None = None
+    message: str = ""
+    retry_after_ms: int = 0
+
+
+@dataclass
+class GatewayStats:
+    """Counters of one gateway process since it started."""
+
+    started_at_ms: int
+    stored: MinuteCounter
+    duplicate: MinuteCounter
+    rejected: MinuteCounter
+    curr_open_streams: int = 0
+    curr_inflight: int = 0
+    num_backpressure_events: int = 0
+    num_retry_acks: int = 0
+    num_malformed: int = 0
+    num_unauthenticated: int = 0
+
+
+class IngestGateway:
+    """Turns device registrations into acks, through shards and the store.
+
+    Backpressure: at most ``settings.max_inflight_records`` registrations are
+    held between arrival and ack. :meth:`admit` raises
+    :class:`BackpressureError` past that; the transport ends the stream with
+    RESOURCE_EXHAUSTED and the retry hint, and the device resends whatever
+    was not acked. Store and shard failures become RETRY acks: nothing is
+    acknowledged as stored unless the store took it.
+
+    Args:
+        settings: engine settings (batch sizes, limits, hints).
+        city: districts, sites and devices.
+        authenticator: checks device tokens.
+        pool: runs the shards (Ray actors in production).
+        router: maps registrations to shards.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        city: City,
+        authenticator: DeviceAuthenticator,
+        pool: ShardPool,
+        router: DistrictRouter,
+    ) -> None:
+        self.settings = settings
+        self.city = city
+        self.stats = GatewayStats(
+            started_at_ms=_now_ms(),
+            stored=MinuteCounter(),
+            duplicate=MinuteCounter(),
+            rejected=MinuteCounter(),
+        )
+        self.devices_last_seen_ms: dict[str, int] = {}
+        self._auth = authenticator
+        self._validator = RegistrationValidator(
+            city,
+            max_capture_age_h=settings.max_capture_age_h,
+            max_clock_skew_s=settings.max_clock_skew_s,
+        )
+        self._router = router
+        self._batchers = {
+            shard_id: ShardBatcher(
+                shard_id,
+                pool.write,
+                max_records=settings.batch_max_records,
+                wait_s=settings.batch_wait_ms / 1000,
+                max_inflight_batches=settings.shard_max_inflight_batches,
+            )
+            for shard_id in router.shard_ids
+        }
+
+    def authenticate(self, device_id: str, token: str) -> AuthenticatedDevice:
+        """Check a device's credentials (raises AuthenticationError)."""
+        try:
+            device = self._auth.authenticate(device_id, token)
+        except Exception:
+            self.stats.num_unauthenticated += 1
+            raise
+        self.devices_last_seen_ms[device.id] = _now_ms()
+        return device
+
+    def admit(self) -> None:
+        """Reserve room for one registration, or push the device back.
+
+        Raises:
+            BackpressureError: the gateway already holds its limit.
+        """
+        if self.stats.curr_inflight >= self.settings.max_inflight_records:
+            self.stats.num_backpressure_events += 1
+            raise BackpressureError(
+                "gateway is at its in-flight limit",
+                retry_after_ms=self.settings.backpressure_retry_ms,
+                inflight=self.stats.curr_inflight,
+            )
+        self.stats.curr_inflight += 1
+
+    async def register(
+        self, message: ingest_pb2.Registration, device: AuthenticatedDevice
+    ) -> AckFields:
+        """Validate, store and answer one admitted registration.
+
+        The caller must have called :meth:`admit` first; the slot is released
+        here whatever happens.
+        """
+        try:
+            return await self._register(message, device)
+        finally:
+            self.stats.curr_inflight -= 1
+
+    async def _register(
+        self, message: ingest_pb2.Registration, device: AuthenticatedDevice
+    ) -> AckFields:
+        received_at_ms = _now_ms()
+        self.devices_last_seen_ms[device.id] = received_at_ms
+        checked = self._validator.validate(
+            message, device, received_at_ms, uuid.uuid4().bytes
+        )
+        if isinstance(checked, Rejection):
+            self.stats.rejected.add(device.district, received_at_ms)
+            log.debug(
+                "registration_rejected", device=device.id, reason=checked.reason.name
+            )
+            return AckFields(
+                registration_id=message.registration_id,
+                outcome=Outcome.REJECTED,
+                received_at_ms=received_at_ms,
+                reason=checked.reason,
+                message=checked.message,
+            )
+
+        shard_id = self._router.shard_for(checked.district, checked.registration_id)
+        try:
+            outcome = await self._batchers[shard_id].submit(checked)
+        except (StoreUnavailable, ShardUnavailable) as exc:
+            return self._retry_ack(message, received_at_ms, exc)
+
+        counter = (
+            self.stats.stored if outcome is Outcome.STORED else self.stats.duplicate
+        )
+        counter.add(checked.district, received_at_ms)
+        return AckFields(
+            registration_id=message.registration_id,
+            outcome=outcome,
+            received_at_ms=received_at_ms,
+        )
+
+    def _retry_ack(
+        self,
+        message: ingest_pb2.Registration,
+        received_at_ms: int,
+        exc: StoreUnavailable | ShardUnavailable,
+    ) -> AckFields:
+        self.stats.num_retry_acks += 1
+        reason = (
+            RejectReason.STORE_UNAVAILABLE
+            if isinstance(exc, StoreUnavailable)
+            else RejectReason.SHARD_UNAVAILABLE
+        )
+        return AckFields(
+            registration_id=message.registration_id,
+            outcome=Outcome.RETRY,
+            received_at_ms=received_at_ms,
+            reason=reason,
+            message="not stored; resend after the retry delay",
+            retry_after_ms=self.settings.backpressure_retry_ms,
+        )
+
+    async def drain(self) -> None:
+        """Send every open batch and wait for all sends to finish."""
+        await asyncio.gather(*(b.drain() for b in self._batchers.values()))
+
+    def batchers(self) -> Sequence[ShardBatcher]:
+        """Per-shard batchers, for metrics."""
+        return list(self._batchers.values())
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

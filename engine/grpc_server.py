@@ -1,0 +1,256 @@
+"""gRPC transport of the gateway: the Ingest stream, Operations, health, reflection.
+
+The Ingest stream is registered with a raw-bytes handler so that a message
+that does not parse ends that one stream with INVALID_ARGUMENT instead of
+an opaque INTERNAL error; every other stream carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import structlog
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine.auth import AuthenticatedDevice
+from engine.exceptions import AuthenticationError, BackpressureError
+from engine.gateway import AckFields, IngestGateway
+from sieve.v1 import ingest_pb2, operations_pb2, operations_pb2_grpc
+
+__all__ = ["GatewayServer", "to_ack"]
+
+log = structlog.get_logger()
+
+INGEST_SERVICE = "sieve.v1.Ingest"
+OPERATIONS_SERVICE = "sieve.v1.Operations"
+DEVICE_HEADER = "x-sieve-device"
+RETRY_TRAILER = "retry-after-ms"
+
+
+def to_ack(fields: AckFields) -> ingest_pb2.RegisterResponse:
+    """Render an outcome as the message the device receives."""
+    ack = ingest_pb2.Ack(
+        registration_id=fields.registration_id,
+        status=int(fields.outcome),
+        message=fields.message,
+        received_at_ms=fields.received_at_ms,
+        retry_after_ms=fields.retry_after_ms,
+    )
+    if fields.reason is not None:
+        ack.reason = int(fields.reason)
+    return ingest_pb2.RegisterResponse(ack=ack)
+
+
+class _IngestStream:
+    """One device stream: reads requests, answers each, ends cleanly."""
+
+    def __init__(self, gateway: IngestGateway, device: AuthenticatedDevice) -> None:
+        self._gateway = gateway
+        self._device = device
+        self._out: asyncio.Queue[ingest_pb2.RegisterResponse] = asyncio.Queue()
+        self._pending: set[asyncio.Task[None]] = set()
+        self.error: tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]] | None
+        self.error = None
+
+    async def read(self, requests: AsyncIterator[bytes]) -> None:
+        count = 0
+        async for raw in requests:
+            count += 1
+            try:
+                request = ingest_pb2.RegisterRequest.FromString(raw)
+            except DecodeError:
+                self._gateway.stats.num_malformed += 1
+                self.error = (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"message {count} is not a sieve.v1.RegisterRequest",
+                    (),
+                )
+                return
+            kind = request.WhichOneof("kind")
+            if kind == "heartbeat":
+                self._out.put_nowait(
+                    ingest_pb2.RegisterResponse(
+                        heartbeat=ingest_pb2.HeartbeatAck(
+                            sent_at_ms=request.heartbeat.sent_at_ms
+                        )
+                    )
+                )
+                continue
+            if kind != "registration":
+                self._gateway.stats.num_malformed += 1
+                self.error = (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"message {count} carries neither registration nor heartbeat",
+                    (),
+                )
+                return
+            try:
+                self._gateway.admit()
+            except BackpressureError as exc:
+                self.error = (
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"gateway busy; resend unacked registrations after "
+                    f"{exc.retry_after_ms} ms",
+                    ((RETRY_TRAILER, str(exc.retry_after_ms)),),
+                )
+                return
+            task = asyncio.get_running_loop().create_task(
+                self._answer(request.registration)
+            )
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _answer(self, message: ingest_pb2.Registration) -> None:
+        fields = await self._gateway.register(message, self._device)
+        self._out.put_nowait(to_ack(fields))
+
+    async def responses(
+        self, reader: asyncio.Task[None]
+    ) -> AsyncIterator[ingest_pb2.RegisterResponse]:
+        # Acks keep flowing while the reader runs; once it stops, every
+        # admitted registration is still answered before the stream ends.
+        while True:
+            if reader.done() and not self._pending and self._out.empty():
+                return
+            getter = asyncio.ensure_future(self._out.get())
+            waiters: set[asyncio.Future[object]] = {getter}
+            if not reader.done():
+                waiters.add(reader)  # type: ignore[arg-type]
+            elif self._pending:
+                waiters |= set(self._pending)  # type: ignore[arg-type]
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+            else:
+                getter.cancel()
+            while not self._out.empty():
+                yield self._out.get_nowait()
+
+
+class GatewayServer:
+    """The gateway's gRPC server with health checking and reflection.
+
+    Args:
+        gateway: the transport-free gateway logic.
+        address: ``host:port`` to listen on.
+    """
+
+    def __init__(self, gateway: IngestGateway, address: str) -> None:
+        self.gateway = gateway
+        self.address = address
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.max_concurrent_streams", 100_000),
+            ]
+        )
+        handler = grpc.method_handlers_generic_handler(
+            INGEST_SERVICE,
+            {
+                "Register": grpc.stream_stream_rpc_method_handler(
+                    self._register,
+                    request_deserializer=None,
+                    response_serializer=ingest_pb2.RegisterResponse.SerializeToString,
+                )
+            },
+        )
+        self.server.add_generic_rpc_handlers((handler,))
+        operations_pb2_grpc.add_OperationsServicer_to_server(
+            _Operations(gateway), self.server
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (
+                INGEST_SERVICE,
+                OPERATIONS_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(address)
+
+    async def start(self) -> None:
+        """Listen and report SERVING."""
+        await self.server.start()
+        for service in ("", INGEST_SERVICE, OPERATIONS_SERVICE):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info("gateway_started", address=self.address, port=self.port)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Report NOT_SERVING, finish open work within ``grace_s``, close."""
+        for service in ("", INGEST_SERVICE, OPERATIONS_SERVICE):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace_s)
+        log.info("gateway_stopped", address=self.address)
+
+    async def _register(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ingest_pb2.RegisterResponse]:
+        metadata = dict(context.invocation_metadata() or ())
+        device_id = str(metadata.get(DEVICE_HEADER, ""))
+        token = str(metadata.get("authorization", "")).removeprefix("Bearer ")
+        try:
+            device = self.gateway.authenticate(device_id, token)
+        except AuthenticationError as exc:
+            log.info("device_refused", device=device_id, cause=exc.fields.get("cause"))
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+            return
+
+        stream = _IngestStream(self.gateway, device)
+        self.gateway.stats.curr_open_streams += 1
+        reader = asyncio.get_running_loop().create_task(stream.read(requests))
+        try:
+            async for response in stream.responses(reader):
+                yield response
+            reader.result()
+        finally:
+            self.gateway.stats.curr_open_streams -= 1
+            if not reader.done():
+                reader.cancel()
+        if stream.error is not None:
+            code, details, trailers = stream.error
+            log.info("stream_ended", device=device.id, code=code.name)
+            await context.abort(code, details, trailing_metadata=trailers)
+
+
+class _Operations(operations_pb2_grpc.OperationsServicer):
+    def __init__(self, gateway: IngestGateway) -> None:
+        self._gateway = gateway
+
+    async def GetIngestStats(  # noqa: N802 - name fixed by the proto
+        self,
+        request: operations_pb2.IngestStatsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> operations_pb2.IngestStatsResponse:
+        stats = self._gateway.stats
+        minutes = request.minutes or 10
+        reply = operations_pb2.IngestStatsResponse(
+            open_streams=stats.curr_open_streams,
+            inflight=stats.curr_inflight,
+            backpressure_events=stats.num_backpressure_events,
+            retry_acks=stats.num_retry_acks,
+            started_at_ms=stats.started_at_ms,
+        )
+        for code, district in self._gateway.city.districts.items():
+            reply.districts.append(
+                operations_pb2.DistrictStats(
+                    district=code,
+                    name=district.name,
+                    stored=stats.stored.total(code),
+                    duplicate=stats.duplicate.total(code),
+                    rejected=stats.rejected.total(code),
+                    per_minute=[
+                        operations_pb2.MinuteCount(minute_ms=m, count=c)
+                        for m, c in stats.stored.recent(code, minutes)
+                    ],
+                )
+            )
+        return reply

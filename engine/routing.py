@@ -1,0 +1,71 @@
+"""Where a registration goes: its district's shard, and the host serving it.
+
+A district has one or more logical shards (``120116/0`` .. ``120116/3``); a
+registration id always maps to the same one, so one writer owns each id. The
+logical shards are packed onto a fixed number of shard hosts (Ray actor
+processes), sized to the machines rather than to the city.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Protocol
+
+from engine.city import City
+from engine.registration import Outcome, Registration
+
+__all__ = ["DistrictRouter", "ShardPool"]
+
+
+class ShardPool(Protocol):
+    """What the gateway needs from the shards, whatever runs them."""
+
+    async def write(
+        self, shard_id: str, batch: Sequence[Registration]
+    ) -> list[Outcome]:
+        """Store a batch on a shard; one outcome per registration, in order.
+
+        Raises:
+            StoreUnavailable: the store did not take the batch.
+            ShardUnavailable: the shard could not be reached in time.
+        """
+        ...  # pragma: no cover
+
+
+class DistrictRouter:
+    """Maps registrations to logical shards and shards to hosts.
+
+    Both maps are pure functions of the city file and the host count, so every
+    gateway process routes identically without talking to the others.
+    """
+
+    def __init__(self, city: City, num_hosts: int) -> None:
+        self._shards = {code: d.shards for code, d in city.districts.items()}
+        self.num_hosts = num_hosts
+        self.shard_ids = [
+            f"{code}/{index}"
+            for code, count in self._shards.items()
+            for index in range(count)
+        ]
+        # Round-robin in a fixed order spreads each district's shards across
+        # hosts, so one busy district does not load a single process.
+        self._host_of = {
+            shard_id: position % num_hosts
+            for position, shard_id in enumerate(self.shard_ids)
+        }
+
+    def shard_for(self, district: str, registration_id: bytes) -> str:
+        """The logical shard owning a registration id in a district."""
+        count = self._shards[district]
+        if count == 1:
+            return f"{district}/0"
+        return f"{district}/{zlib.crc32(registration_id) % count}"
+
+    def host_for(self, shard_id: str) -> int:
+        """Index of the host that serves a logical shard."""
+        return self._host_of[shard_id]
+
+    def shards_of_host(self, host: int) -> list[str]:
+        """Every logical shard a host serves."""
+        return [s for s, h in self._host_of.items() if h == host]

@@ -1,0 +1,355 @@
+"""A district shard's write path: a batch in, each registration stored once.
+
+The shard is the only writer for the registration ids routed to it, which
+makes a read-then-write check exact without lightweight transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any
+
+import structlog
+from cassandra.query import BatchStatement, BatchType
+
+from engine.counters import MinuteCounter, minute_of
+from engine.exceptions import StoreUnavailable
+from engine.pii import PiiCipher
+from engine.registration import Outcome, Registration
+from engine.store import CqlStore
+
+__all__ = ["ROUND_BUCKETS", "ShardWriter"]
+
+log = structlog.get_logger()
+
+ROUND_BUCKETS = 32
+"""Partitions per (round, district) listing; see the 0001 migration."""
+
+_SELECT_ATTEMPT = (
+    "SELECT registration_id, attempt FROM {ks}.registrations WHERE registration_id = ?"
+)
+_INSERT_MAIN = (
+    "INSERT INTO {ks}.registrations (registration_id, attempt, round, tube,"
+    " name_sealed, doc_type, doc_sealed, doc_hash, site, district, device,"
+    " collector, captured_at, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_PERSON = (
+    "INSERT INTO {ks}.registrations_by_person (doc_hash, received_at,"
+    " registration_id, round, tube, site, district, captured_at)"
+    " VALUES (?,?,?,?,?,?,?,?)"
+)
+_INSERT_TUBE = (
+    "INSERT INTO {ks}.registrations_by_tube (tube, registration_id, round,"
+    " doc_hash, site, district, captured_at) VALUES (?,?,?,?,?,?,?)"
+)
+_INSERT_ROUND = (
+    "INSERT INTO {ks}.registrations_by_round_district (round, district, bucket,"
+    " doc_hash, registration_id, site, tube, captured_at) VALUES (?,?,?,?,?,?,?,?)"
+)
+_INSERT_MINUTE = (
+    "INSERT INTO {ks}.registrations_by_minute (round, district, minute,"
+    " registration_id, site, device) VALUES (?,?,?,?,?,?)"
+)
+
+
+class ShardWriter:
+    """Stores batches of registrations for one shard, each id exactly once.
+
+    Algorithm, per batch:
+
+    1. Wait until no other batch of this shard is writing one of the same ids,
+       then claim them (so concurrent batches never race on an id).
+    2. Read the stored ``attempt`` of every id. Absent: to be written, STORED.
+       Present with the same attempt: a retry of a write that already
+       finished, STORED. Present with another attempt: DUPLICATE.
+    3. Write the index rows (by person, tube, round/district, minute), then
+       the main ``registrations`` rows last, so a main row always implies its
+       index rows; an interrupted batch leaves no main row and is rewritten
+       whole when retried. All writes are idempotent upserts.
+
+    Backoff: a failed phase is retried ``write_attempts`` times with doubling
+    delay from ``retry_backoff_s``; after that :class:`StoreUnavailable` is
+    raised and nothing in the batch may be acked as stored. Caps: at most
+    ``concurrency`` statements in flight. The caller must treat a timeout as
+    "unknown" and resend the same batch (same attempts), never a new one.
+
+    Args:
+        store: connected store.
+        cipher: seals name and document number.
+        shard_id: e.g. ``120101/0``, for logs and metrics.
+        concurrency: statements in flight at once.
+        write_attempts: tries per phase before giving up.
+        retry_backoff_s: first retry delay.
+    """
+
+    def __init__(
+        self,
+        store: CqlStore,
+        cipher: PiiCipher,
+        shard_id: str,
+        *,
+        concurrency: int = 256,
+        write_attempts: int = 3,
+        retry_backoff_s: float = 0.05,
+    ) -> None:
+        self.shard_id = shard_id
+        self.counter = MinuteCounter()
+        self.num_batches = 0
+        self.num_stored = 0
+        self.num_duplicate = 0
+        self.num_store_errors = 0
+        self._store = store
+        self._cipher = cipher
+        self._limit = asyncio.Semaphore(concurrency)
+        self._attempts = write_attempts
+        self._backoff_s = retry_backoff_s
+        self._claims: dict[bytes, asyncio.Event] = {}
+        self._select = store.prepare(_SELECT_ATTEMPT)
+        self._main = store.prepare(_INSERT_MAIN)
+        self._person = store.prepare(_INSERT_PERSON)
+        self._tube = store.prepare(_INSERT_TUBE)
+        self._round = store.prepare(_INSERT_ROUND)
+        self._minute = store.prepare(_INSERT_MINUTE)
+        self._log = log.bind(shard=shard_id)
+
+    async def write_batch(self, batch: Sequence[Registration]) -> list[Outcome]:
+        """Store a batch and return one outcome per registration, in order.
+
+        Raises:
+            StoreUnavailable: the store did not take the writes after retries;
+                nothing in the batch may be reported stored.
+        """
+        first: dict[bytes, Registration] = {}
+        for record in batch:
+            first.setdefault(record.registration_id, record)
+        await self._claim(first)
+        try:
+            outcome_by_id = await self._write_unique(list(first.values()))
+        finally:
+            self._release(first)
+
+        outcomes = []
+        for record in batch:
+            owner = first[record.registration_id]
+            if owner is record or owner.attempt == record.attempt:
+                outcomes.append(outcome_by_id[record.registration_id])
+            else:
+                outcomes.append(Outcome.DUPLICATE)
+        self.num_batches += 1
+        return outcomes
+
+    async def _claim(self, records: dict[bytes, Registration]) -> None:
+        # Loop because another batch may claim an id while we wait on a
+        # different one; claiming itself has no await, so it is atomic.
+        while True:
+            busy = [self._claims[key] for key in records if key in self._claims]
+            if not busy:
+                break
+            await asyncio.gather(*(event.wait() for event in busy))
+        for key in records:
+            self._claims[key] = asyncio.Event()
+
+    def _release(self, records: dict[bytes, Registration]) -> None:
+        for key in records:
+            event = self._claims.pop(key, None)
+            if event is not None:
+                event.set()
+
+    async def _write_unique(self, records: list[Registration]) -> dict[bytes, Outcome]:
+        stored = await self._retrying("read", lambda: self._read_attempts(records))
+        fresh = []
+        outcomes: dict[bytes, Outcome] = {}
+        for record in records:
+            attempt = stored.get(record.registration_id)
+            if attempt is None:
+                fresh.append(record)
+                outcomes[record.registration_id] = Outcome.STORED
+            elif attempt == record.attempt:
+                outcomes[record.registration_id] = Outcome.STORED
+            else:
+                outcomes[record.registration_id] = Outcome.DUPLICATE
+
+        if fresh:
+            rows = [self._seal(record) for record in fresh]
+            await self._retrying("index", lambda: self._write_index(fresh, rows))
+            await self._retrying("main", lambda: self._write_main(fresh, rows))
+            for record in fresh:
+                self.counter.add(record.district, record.received_at_ms)
+        self.num_stored += sum(o is Outcome.STORED for o in outcomes.values())
+        self.num_duplicate += sum(o is Outcome.DUPLICATE for o in outcomes.values())
+        self._log.debug("batch_written", records=len(records), fresh=len(fresh))
+        return outcomes
+
+    async def _retrying(self, phase: str, make: Any) -> Any:
+        delay_s = self._backoff_s
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await make()
+            except StoreUnavailable as exc:
+                self.num_store_errors += 1
+                if attempt == self._attempts:
+                    self._log.warning(
+                        "store_write_failed",
+                        phase=phase,
+                        attempts=attempt,
+                        error=str(exc),
+                        next="batch answered RETRY",
+                    )
+                    raise
+                self._log.warning(
+                    "store_write_retry",
+                    phase=phase,
+                    attempt=attempt,
+                    retry_in_ms=int(delay_s * 1000),
+                    error=str(exc),
+                )
+                await asyncio.sleep(delay_s)
+                delay_s *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read_attempts(self, records: list[Registration]) -> dict[bytes, bytes]:
+        results = await self._gather(
+            self._store.execute(
+                self._select, (uuid.UUID(bytes=r.registration_id),), profile="ingest"
+            )
+            for r in records
+        )
+        return {
+            row.registration_id.bytes: row.attempt.bytes
+            for rows in results
+            for row in rows
+            if row.attempt is not None
+        }
+
+    def _seal(self, record: Registration) -> tuple[Any, ...]:
+        rid = record.registration_id
+        return (
+            uuid.UUID(bytes=rid),
+            self._cipher.seal(record.name, rid),
+            self._cipher.seal(record.doc_number, rid),
+            self._cipher.lookup_hash(record.doc_type, record.doc_number),
+        )
+
+    async def _write_index(
+        self, records: list[Registration], rows: list[tuple[Any, ...]]
+    ) -> None:
+        statements: list[Any] = []
+        grouped: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        for record, (rid, _, _, doc_hash) in zip(records, rows, strict=True):
+            statements.append(
+                (
+                    self._person,
+                    (
+                        doc_hash,
+                        record.received_at_ms,
+                        rid,
+                        record.round,
+                        record.tube,
+                        record.site,
+                        record.district,
+                        record.captured_at_ms,
+                    ),
+                )
+            )
+            statements.append(
+                (
+                    self._tube,
+                    (
+                        record.tube,
+                        rid,
+                        record.round,
+                        doc_hash,
+                        record.site,
+                        record.district,
+                        record.captured_at_ms,
+                    ),
+                )
+            )
+            bucket = doc_hash[0] % ROUND_BUCKETS
+            grouped.setdefault(
+                (self._round, record.round, record.district, bucket), []
+            ).append(
+                (
+                    record.round,
+                    record.district,
+                    bucket,
+                    doc_hash,
+                    rid,
+                    record.site,
+                    record.tube,
+                    record.captured_at_ms,
+                )
+            )
+            minute = minute_of(record.received_at_ms)
+            grouped.setdefault(
+                (self._minute, record.round, record.district, minute), []
+            ).append(
+                (
+                    record.round,
+                    record.district,
+                    minute,
+                    rid,
+                    record.site,
+                    record.device,
+                )
+            )
+        # Rows sharing a partition go in one unlogged batch: one mutation on
+        # one replica set instead of one round trip per row.
+        for key, partition_rows in grouped.items():
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for values in partition_rows:
+                batch.add(key[0], values)
+            statements.append((batch, None))
+        await self._gather(
+            self._store.execute(statement, params, profile="ingest")
+            for statement, params in statements
+        )
+
+    async def _write_main(
+        self, records: list[Registration], rows: list[tuple[Any, ...]]
+    ) -> None:
+        await self._gather(
+            self._store.execute(
+                self._main,
+                (
+                    rid,
+                    uuid.UUID(bytes=record.attempt),
+                    record.round,
+                    record.tube,
+                    name_sealed,
+                    record.doc_type,
+                    doc_sealed,
+                    doc_hash,
+                    record.site,
+                    record.district,
+                    record.device,
+                    record.collector,
+                    record.captured_at_ms,
+                    record.received_at_ms,
+                ),
+                profile="ingest",
+            )
+            for record, (rid, name_sealed, doc_sealed, doc_hash) in zip(
+                records, rows, strict=True
+            )
+        )
+
+    async def _gather(self, calls: Iterable[Awaitable[Any]]) -> list[Any]:
+        async def limited(call: Awaitable[Any]) -> Any:
+            async with self._limit:
+                return await call
+
+        return await asyncio.gather(*(limited(call) for call in calls))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics and the console."""
+        return {
+            "shard": self.shard_id,
+            "num_batches": self.num_batches,
+            "num_stored": self.num_stored,
+            "num_duplicate": self.num_duplicate,
+            "num_store_errors": self.num_store_errors,
+            "curr_claimed_ids": len(self._claims),
+        }

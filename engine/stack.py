@@ -1,0 +1,113 @@
+"""The composition root: wires city, keys, store, Ray shard hosts and gateway.
+
+Everything else in ``engine`` runs without Ray; this module is where the
+gateway meets the Ray actors of :mod:`actors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import structlog
+
+from engine.auth import DeviceAuthenticator
+from engine.city import City, load_city
+from engine.config import Settings
+from engine.gateway import IngestGateway
+from engine.grpc_server import GatewayServer
+from engine.pii import Keyring
+from engine.routing import DistrictRouter
+from engine.schema import apply_migrations
+from engine.store import CqlStore
+
+__all__ = ["GatewayStack", "prepare_store", "serve_forever", "start_gateway"]
+
+log = structlog.get_logger()
+
+
+def prepare_store(settings: Settings) -> list[int]:
+    """Apply pending migrations once, before any shard connects.
+
+    Concurrent schema changes from many processes can disagree in Cassandra,
+    so only the process starting the stack migrates; shard hosts never do.
+    """
+    store = CqlStore(settings)
+    try:
+        replication = settings.cql_replication if settings.cql_create_keyspace else None
+        return apply_migrations(store, replication=replication)
+    finally:
+        store.close()
+
+
+@dataclass
+class GatewayStack:
+    """A running gateway and what it needs to stop cleanly."""
+
+    server: GatewayServer
+    gateway: IngestGateway
+    router: DistrictRouter
+    pool: Any
+    hosts: list[Any]
+    city: City
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking streams, finish open batches, close the server."""
+        await self.server.stop(grace_s)
+        await self.gateway.drain()
+
+
+async def start_gateway(
+    settings: Settings, *, num_hosts: int = 2, detached_hosts: bool = False
+) -> GatewayStack:
+    """Start shard hosts (or join existing ones) and a listening gateway.
+
+    Ray must already be initialised in this process.
+    """
+    from actors.shard_pool import RayShardPool, start_shard_hosts
+
+    city = load_city(settings.city_config, default_shards=settings.shards_per_district)
+    keyring = Keyring.load(settings.keys_file, create=True)
+    router = DistrictRouter(city, num_hosts)
+    hosts = await asyncio.to_thread(
+        start_shard_hosts, settings, router, detached=detached_hosts
+    )
+    pool = RayShardPool(router, hosts, settings.shard_call_timeout_s)
+    gateway = IngestGateway(
+        settings, city, DeviceAuthenticator(city, keyring.device_token), pool, router
+    )
+    server = GatewayServer(gateway, settings.gateway_address)
+    await server.start()
+    return GatewayStack(
+        server=server, gateway=gateway, router=router, pool=pool, hosts=hosts, city=city
+    )
+
+
+def serve_forever(settings: Settings, *, num_hosts: int) -> None:
+    """Run a gateway process until SIGTERM or SIGINT (``sieve gateway``)."""
+    ray.init(
+        address=settings.ray_address or None,
+        namespace=settings.ray_namespace,
+        logging_level="WARNING",
+        include_dashboard=False,
+    )
+
+    async def main() -> None:
+        stack = await start_gateway(
+            settings, num_hosts=num_hosts, detached_hosts=bool(settings.ray_address)
+        )
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        log.info("gateway_stopping")
+        await stack.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        ray.shutdown()
