@@ -9,6 +9,7 @@ idempotency.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -17,8 +18,11 @@ import ray
 import structlog
 
 from engine.config import Settings
+from engine.exceptions import StoreUnavailable
+from engine.logs import configure_logging
 from engine.pii import Keyring, PiiCipher
-from engine.registration import Registration
+from engine.registration import Outcome
+from engine.routing import ShardItem
 from engine.shard import ShardWriter
 from engine.store import CqlStore
 
@@ -43,6 +47,7 @@ class ShardHostActor:
     """
 
     def __init__(self, index: int, shard_ids: Sequence[str], settings: Settings):
+        configure_logging()
         self._index = index
         self._store = CqlStore(settings)
         self._store.connect()
@@ -57,12 +62,30 @@ class ShardHostActor:
             "shard_host_started", host=index, shards=len(shard_ids), pid=os.getpid()
         )
 
-    async def write_batch(
-        self, shard_id: str, batch: Sequence[Registration]
-    ) -> list[int]:
-        """Store one batch on one of this host's shards; outcomes as ints."""
-        outcomes = await self._writers[shard_id].write_batch(batch)
-        return [int(outcome) for outcome in outcomes]
+    async def write_batch(self, items: Sequence[ShardItem]) -> list[int]:
+        """Store a batch spanning this host's shards; outcomes as ints, in order."""
+        by_shard: dict[str, list[int]] = {}
+        for position, (shard_id, _) in enumerate(items):
+            by_shard.setdefault(shard_id, []).append(position)
+        results = await asyncio.gather(
+            *(
+                self._writers[shard_id].write_batch([items[i][1] for i in positions])
+                for shard_id, positions in by_shard.items()
+            ),
+            return_exceptions=True,
+        )
+
+        # A shard whose store writes failed answers RETRY for its part only;
+        # the other shards' registrations are durable and acked as such.
+        outcomes = [0] * len(items)
+        for positions, result in zip(by_shard.values(), results, strict=True):
+            if isinstance(result, StoreUnavailable):
+                result = [Outcome.RETRY] * len(positions)
+            elif isinstance(result, BaseException):
+                raise result
+            for position, outcome in zip(positions, result, strict=True):
+                outcomes[position] = int(outcome)
+        return outcomes
 
     def stats(self) -> list[dict[str, Any]]:
         """Counters of every shard on this host."""

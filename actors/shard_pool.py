@@ -21,8 +21,8 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from actors.shard_host import ShardHostActor, shard_host_name
 from engine.config import Settings
 from engine.exceptions import ShardUnavailable, StoreError, StoreUnavailable
-from engine.registration import Outcome, Registration
-from engine.routing import DistrictRouter
+from engine.registration import Outcome
+from engine.routing import DistrictRouter, ShardItem
 
 __all__ = ["RayShardPool", "start_shard_hosts"]
 
@@ -71,67 +71,61 @@ def start_shard_hosts(
 
 
 class RayShardPool:
-    """Sends shard batches to the Ray host that serves each shard.
+    """Sends batches to the Ray shard hosts.
 
     Args:
-        router: maps shards to hosts.
         hosts: handles from :func:`start_shard_hosts`.
         call_timeout_s: longest time one batch may take, restarts included.
     """
 
-    def __init__(
-        self, router: DistrictRouter, hosts: Sequence[Any], call_timeout_s: float
-    ) -> None:
-        self._router = router
+    def __init__(self, hosts: Sequence[Any], call_timeout_s: float) -> None:
         self._hosts = list(hosts)
         self._timeout_s = call_timeout_s
         self.num_retries = 0
 
-    async def write(
-        self, shard_id: str, batch: Sequence[Registration]
-    ) -> list[Outcome]:
-        """Store a batch on its shard, retrying through host restarts.
+    async def write(self, host: int, batch: Sequence[ShardItem]) -> list[Outcome]:
+        """Store a batch on a shard host, retrying through host restarts.
 
         Raises:
             StoreUnavailable: the host reached the store, which did not take it.
             ShardUnavailable: the host did not answer within the timeout.
         """
-        host = self._hosts[self._router.host_for(shard_id)]
+        handle = self._hosts[host]
         deadline = time.monotonic() + self._timeout_s
         delay_s = _RETRY_FIRST_S
         records = list(batch)
         while True:
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
-                raise ShardUnavailable("shard did not answer in time", shard=shard_id)
+                raise ShardUnavailable("shard host did not answer in time", host=host)
             try:
-                ref = host.write_batch.remote(shard_id, records)
+                ref = handle.write_batch.remote(records)
                 values = await asyncio.wait_for(ref, timeout=remaining_s)
                 return [Outcome(value) for value in values]
             except RayTaskError as exc:
-                raise _store_error(exc, shard_id) from exc
+                raise _store_error(exc, host) from exc
             except (RayActorError, ActorUnavailableError) as exc:
                 self.num_retries += 1
                 log.warning(
                     "shard_call_retry",
-                    shard=shard_id,
+                    host=host,
                     error=type(exc).__name__,
                     retry_in_ms=int(delay_s * 1000),
                 )
             except TimeoutError:
                 raise ShardUnavailable(
-                    "shard did not answer in time", shard=shard_id
+                    "shard host did not answer in time", host=host
                 ) from None
             await asyncio.sleep(min(delay_s, max(deadline - time.monotonic(), 0)))
             delay_s = min(delay_s * 2, _RETRY_MAX_S)
 
 
-def _store_error(exc: RayTaskError, shard_id: str) -> Exception:
+def _store_error(exc: RayTaskError, host: int) -> Exception:
     cause = exc.cause
     if isinstance(cause, StoreUnavailable):
-        return StoreUnavailable("store did not take the batch", shard=shard_id)
+        return StoreUnavailable("store did not take the batch", host=host)
     if isinstance(cause, StoreError):
-        return StoreError("store refused the batch", shard=shard_id)
+        return StoreError("store refused the batch", host=host)
     return ShardUnavailable(
-        "shard failed on the batch", shard=shard_id, error=type(cause).__name__
+        "shard failed on the batch", host=host, error=type(cause).__name__
     )

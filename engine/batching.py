@@ -1,24 +1,27 @@
-"""Micro-batching of registrations per shard, bounded in size, wait and flight.
+"""Micro-batching of registrations per shard host, bounded in size, wait and flight.
 
 One Ray call per registration cannot keep up (about 1,700 calls/s from one
 caller); one call per hundred registrations moves over 100k/s. So the gateway
-gathers registrations from all devices into per-shard batches.
+gathers registrations from all devices into one batch per shard host (the unit
+of a Ray call); the host splits it among its district shards.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
-from engine.registration import Outcome, Registration
+from engine.registration import Outcome
 
-__all__ = ["SendBatch", "ShardBatcher"]
+__all__ = ["MicroBatcher", "SendBatch"]
 
-SendBatch = Callable[[str, Sequence[Registration]], Awaitable[list[Outcome]]]
+Item = TypeVar("Item")
+SendBatch = Callable[[int, Sequence[Item]], Awaitable[list[Outcome]]]
 
 
-class ShardBatcher:
-    """Gathers registrations for one shard and sends them as batches.
+class MicroBatcher(Generic[Item]):
+    """Gathers items for one target and sends them as batches.
 
     Algorithm: a registration joins the open batch. The batch is sent when it
     holds ``max_records``, or ``wait_s`` after its first registration arrived,
@@ -33,7 +36,7 @@ class ShardBatcher:
     answer RETRY.
 
     Args:
-        shard_id: logical shard this batcher feeds.
+        target: the shard host this batcher feeds.
         send: coroutine that stores one batch and returns its outcomes.
         max_records: largest batch.
         wait_s: longest time a registration waits for its batch to fill.
@@ -42,14 +45,14 @@ class ShardBatcher:
 
     def __init__(
         self,
-        shard_id: str,
-        send: SendBatch,
+        target: int,
+        send: SendBatch[Item],
         *,
         max_records: int,
         wait_s: float,
         max_inflight_batches: int,
     ) -> None:
-        self.shard_id = shard_id
+        self.target = target
         self.num_batches = 0
         self.num_records = 0
         self.curr_waiting = 0
@@ -57,13 +60,13 @@ class ShardBatcher:
         self._max_records = max_records
         self._wait_s = wait_s
         self._slots = asyncio.Semaphore(max_inflight_batches)
-        self._records: list[Registration] = []
+        self._records: list[Item] = []
         self._futures: list[asyncio.Future[Outcome]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, record: Registration) -> Outcome:
-        """Add a registration to the next batch and wait for its outcome."""
+    async def submit(self, record: Item) -> Outcome:
+        """Add an item to the next batch and wait for its outcome."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
         self._records.append(record)
@@ -89,11 +92,11 @@ class ShardBatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _dispatch(
-        self, records: list[Registration], futures: list[asyncio.Future[Outcome]]
+        self, records: list[Item], futures: list[asyncio.Future[Outcome]]
     ) -> None:
         async with self._slots:
             try:
-                outcomes = await self._send(self.shard_id, records)
+                outcomes = await self._send(self.target, records)
             except Exception as exc:  # noqa: BLE001 - handed to every waiter
                 for future in futures:
                     if not future.done():

@@ -88,14 +88,14 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 50051
 
-    batch_max_records: int = 256
-    """A shard batch is sent once it holds this many registrations."""
+    batch_max_records: int = 512
+    """A shard-host batch is sent once it holds this many registrations."""
 
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 10.0
     """...or once its oldest registration has waited this long."""
 
     shard_max_inflight_batches: int = 4
-    """Batches one gateway keeps in flight to one shard; more wait in line."""
+    """Batches one gateway keeps in flight to one shard host; more wait."""
 
     max_inflight_records: int = 20_000
     """Registrations one gateway holds unacked; past it devices are pushed back."""

@@ -64,7 +64,8 @@ class DevStack:
         self.node.start()
         prepare_store(self.settings)
         self._start_ray()
-        env = {"SIEVE_RAY_ADDRESS": f"127.0.0.1:{RAY_PORT}"}
+        # "auto" finds the head this machine runs, and the token it wrote.
+        env = {"SIEVE_RAY_ADDRESS": "auto"}
         self._spawn("gateway", ["gateway", "--hosts", str(hosts)], env)
         self._wait_gateway()
         if load is not None:
@@ -106,6 +107,7 @@ class DevStack:
             "start",
             "--head",
             f"--port={RAY_PORT}",
+            "--node-ip-address=127.0.0.1",
             "--include-dashboard=false",
             "--disable-usage-stats",
         ]

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import structlog
 
 from engine.auth import AuthenticatedDevice, DeviceAuthenticator
-from engine.batching import ShardBatcher
+from engine.batching import MicroBatcher
 from engine.city import City
 from engine.config import Settings
 from engine.counters import MinuteCounter
 from engine.exceptions import BackpressureError, ShardUnavailable, StoreUnavailable
 from engine.registration import Outcome, RejectReason
-from engine.routing import DistrictRouter, ShardPool
+from engine.routing import DistrictRouter, ShardItem, ShardPool
 from engine.validation import RegistrationValidator, Rejection
 from sieve.v1 import ingest_pb2
 
@@ -101,16 +101,16 @@ class IngestGateway:
             max_clock_skew_s=settings.max_clock_skew_s,
         )
         self._router = router
-        self._batchers = {
-            shard_id: ShardBatcher(
-                shard_id,
+        self._batchers: list[MicroBatcher[ShardItem]] = [
+            MicroBatcher(
+                host,
                 pool.write,
                 max_records=settings.batch_max_records,
                 wait_s=settings.batch_wait_ms / 1000,
                 max_inflight_batches=settings.shard_max_inflight_batches,
             )
-            for shard_id in router.shard_ids
-        }
+            for host in range(router.num_hosts)
+        ]
 
     def authenticate(self, device_id: str, token: str) -> AuthenticatedDevice:
         """Check a device's credentials (raises AuthenticationError)."""
@@ -173,9 +173,14 @@ class IngestGateway:
 
         shard_id = self._router.shard_for(checked.district, checked.registration_id)
         try:
-            outcome = await self._batchers[shard_id].submit(checked)
+            batcher = self._batchers[self._router.host_for(shard_id)]
+            outcome = await batcher.submit((shard_id, checked))
         except (StoreUnavailable, ShardUnavailable) as exc:
             return self._retry_ack(message, received_at_ms, exc)
+        if outcome is Outcome.RETRY:
+            return self._retry_ack(
+                message, received_at_ms, StoreUnavailable("shard could not write")
+            )
 
         counter = (
             self.stats.stored if outcome is Outcome.STORED else self.stats.duplicate
@@ -210,11 +215,11 @@ class IngestGateway:
 
     async def drain(self) -> None:
         """Send every open batch and wait for all sends to finish."""
-        await asyncio.gather(*(b.drain() for b in self._batchers.values()))
+        await asyncio.gather(*(b.drain() for b in self._batchers))
 
-    def batchers(self) -> Sequence[ShardBatcher]:
-        """Per-shard batchers, for metrics."""
-        return list(self._batchers.values())
+    def batchers(self) -> Sequence[MicroBatcher[ShardItem]]:
+        """Per-host batchers, for metrics."""
+        return list(self._batchers)
 
 
 def _now_ms() -> int:

@@ -15,16 +15,17 @@ from typing import Protocol
 from engine.city import City
 from engine.registration import Outcome, Registration
 
-__all__ = ["DistrictRouter", "ShardPool"]
+__all__ = ["DistrictRouter", "ShardItem", "ShardPool"]
+
+ShardItem = tuple[str, Registration]
+"""A registration with the logical shard that owns it."""
 
 
 class ShardPool(Protocol):
     """What the gateway needs from the shards, whatever runs them."""
 
-    async def write(
-        self, shard_id: str, batch: Sequence[Registration]
-    ) -> list[Outcome]:
-        """Store a batch on a shard; one outcome per registration, in order.
+    async def write(self, host: int, batch: Sequence[ShardItem]) -> list[Outcome]:
+        """Store a batch on a shard host; one outcome per item, in order.
 
         Raises:
             StoreUnavailable: the store did not take the batch.

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 import structlog
-from cassandra.query import BatchStatement, BatchType
+from cassandra.query import BatchStatement, BatchType, BoundStatement
 
 from engine.counters import MinuteCounter, minute_of
 from engine.exceptions import StoreUnavailable
@@ -27,8 +27,15 @@ log = structlog.get_logger()
 ROUND_BUCKETS = 32
 """Partitions per (round, district) listing; see the 0001 migration."""
 
-_SELECT_ATTEMPT = (
-    "SELECT registration_id, attempt FROM {ks}.registrations WHERE registration_id = ?"
+READ_CHUNK = 100
+"""Ids per IN query: large enough to amortise a request, small enough that
+one slow partition does not hold up many."""
+
+WRITE_CHUNK = 64
+"""Rows per unlogged batch: about 20 KiB, under the stores' batch warnings."""
+
+_SELECT_ATTEMPTS = (
+    "SELECT registration_id, attempt FROM {ks}.registrations WHERE registration_id IN ?"
 )
 _INSERT_MAIN = (
     "INSERT INTO {ks}.registrations (registration_id, attempt, round, tube,"
@@ -61,18 +68,21 @@ class ShardWriter:
 
     1. Wait until no other batch of this shard is writing one of the same ids,
        then claim them (so concurrent batches never race on an id).
-    2. Read the stored ``attempt`` of every id. Absent: to be written, STORED.
+    2. Read the stored ``attempt`` of every id (one IN query per group of
+       ids sharing a primary replica). Absent: to be written, STORED.
        Present with the same attempt: a retry of a write that already
        finished, STORED. Present with another attempt: DUPLICATE.
     3. Write the index rows (by person, tube, round/district, minute), then
        the main ``registrations`` rows last, so a main row always implies its
        index rows; an interrupted batch leaves no main row and is rewritten
-       whole when retried. All writes are idempotent upserts.
+       whole when retried. All writes are idempotent upserts, sent as
+       unlogged batches of rows that share a primary replica.
 
     Backoff: a failed phase is retried ``write_attempts`` times with doubling
     delay from ``retry_backoff_s``; after that :class:`StoreUnavailable` is
     raised and nothing in the batch may be acked as stored. Caps: at most
-    ``concurrency`` statements in flight. The caller must treat a timeout as
+    ``concurrency`` requests in flight, ``READ_CHUNK`` ids per read and
+    ``WRITE_CHUNK`` rows per write request. The caller must treat a timeout as
     "unknown" and resend the same batch (same attempts), never a new one.
 
     Args:
@@ -106,7 +116,7 @@ class ShardWriter:
         self._attempts = write_attempts
         self._backoff_s = retry_backoff_s
         self._claims: dict[bytes, asyncio.Event] = {}
-        self._select = store.prepare(_SELECT_ATTEMPT)
+        self._select_many = store.prepare(_SELECT_ATTEMPTS)
         self._main = store.prepare(_INSERT_MAIN)
         self._person = store.prepare(_INSERT_PERSON)
         self._tube = store.prepare(_INSERT_TUBE)
@@ -173,8 +183,10 @@ class ShardWriter:
 
         if fresh:
             rows = [self._seal(record) for record in fresh]
-            await self._retrying("index", lambda: self._write_index(fresh, rows))
-            await self._retrying("main", lambda: self._write_main(fresh, rows))
+            index = self._index_statements(fresh, rows)
+            main = self._main_statements(fresh, rows)
+            await self._retrying("index", lambda: self._write_grouped(index))
+            await self._retrying("main", lambda: self._write_grouped(main))
             for record in fresh:
                 self.counter.add(record.district, record.received_at_ms)
         self.num_stored += sum(o is Outcome.STORED for o in outcomes.values())
@@ -210,11 +222,20 @@ class ShardWriter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read_attempts(self, records: list[Registration]) -> dict[bytes, bytes]:
+        # One IN query per replica group: the coordinator owns every id asked.
+        # A uuid partition key serialises to its 16 bytes: the routing key.
+        groups = self._store.group_by_replica(
+            [r.registration_id for r in records],
+            chunk=READ_CHUNK,
+            routing_key=lambda key: key,
+        )
         results = await self._gather(
             self._store.execute(
-                self._select, (uuid.UUID(bytes=r.registration_id),), profile="ingest"
+                self._select_many,
+                ([uuid.UUID(bytes=key) for key in group],),
+                profile="ingest",
             )
-            for r in records
+            for group in groups
         )
         return {
             row.registration_id.bytes: row.attempt.bytes
@@ -232,15 +253,13 @@ class ShardWriter:
             self._cipher.lookup_hash(record.doc_type, record.doc_number),
         )
 
-    async def _write_index(
+    def _index_statements(
         self, records: list[Registration], rows: list[tuple[Any, ...]]
-    ) -> None:
-        statements: list[Any] = []
-        grouped: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    ) -> list[BoundStatement]:
+        statements = []
         for record, (rid, _, _, doc_hash) in zip(records, rows, strict=True):
             statements.append(
-                (
-                    self._person,
+                self._person.bind(
                     (
                         doc_hash,
                         record.received_at_ms,
@@ -250,12 +269,11 @@ class ShardWriter:
                         record.site,
                         record.district,
                         record.captured_at_ms,
-                    ),
+                    )
                 )
             )
             statements.append(
-                (
-                    self._tube,
+                self._tube.bind(
                     (
                         record.tube,
                         rid,
@@ -264,55 +282,42 @@ class ShardWriter:
                         record.site,
                         record.district,
                         record.captured_at_ms,
-                    ),
+                    )
                 )
             )
-            bucket = doc_hash[0] % ROUND_BUCKETS
-            grouped.setdefault(
-                (self._round, record.round, record.district, bucket), []
-            ).append(
-                (
-                    record.round,
-                    record.district,
-                    bucket,
-                    doc_hash,
-                    rid,
-                    record.site,
-                    record.tube,
-                    record.captured_at_ms,
+            statements.append(
+                self._round.bind(
+                    (
+                        record.round,
+                        record.district,
+                        doc_hash[0] % ROUND_BUCKETS,
+                        doc_hash,
+                        rid,
+                        record.site,
+                        record.tube,
+                        record.captured_at_ms,
+                    )
                 )
             )
-            minute = minute_of(record.received_at_ms)
-            grouped.setdefault(
-                (self._minute, record.round, record.district, minute), []
-            ).append(
-                (
-                    record.round,
-                    record.district,
-                    minute,
-                    rid,
-                    record.site,
-                    record.device,
+            statements.append(
+                self._minute.bind(
+                    (
+                        record.round,
+                        record.district,
+                        minute_of(record.received_at_ms),
+                        rid,
+                        record.site,
+                        record.device,
+                    )
                 )
             )
-        # Rows sharing a partition go in one unlogged batch: one mutation on
-        # one replica set instead of one round trip per row.
-        for key, partition_rows in grouped.items():
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for values in partition_rows:
-                batch.add(key[0], values)
-            statements.append((batch, None))
-        await self._gather(
-            self._store.execute(statement, params, profile="ingest")
-            for statement, params in statements
-        )
+        return statements
 
-    async def _write_main(
+    def _main_statements(
         self, records: list[Registration], rows: list[tuple[Any, ...]]
-    ) -> None:
-        await self._gather(
-            self._store.execute(
-                self._main,
+    ) -> list[BoundStatement]:
+        return [
+            self._main.bind(
                 (
                     rid,
                     uuid.UUID(bytes=record.attempt),
@@ -328,12 +333,27 @@ class ShardWriter:
                     record.collector,
                     record.captured_at_ms,
                     record.received_at_ms,
-                ),
-                profile="ingest",
+                )
             )
             for record, (rid, name_sealed, doc_sealed, doc_hash) in zip(
                 records, rows, strict=True
             )
+        ]
+
+    async def _write_grouped(self, statements: list[BoundStatement]) -> None:
+        # Rows that share a primary replica travel in one unlogged batch: one
+        # request applied locally by that replica, instead of one per row.
+        batches = []
+        for group in self._store.group_by_replica(statements, chunk=WRITE_CHUNK):
+            if len(group) == 1:
+                batches.append(group[0])
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for statement in group:
+                batch.add(statement)
+            batches.append(batch)
+        await self._gather(
+            self._store.execute(batch, profile="ingest") for batch in batches
         )
 
     async def _gather(self, calls: Iterable[Awaitable[Any]]) -> list[Any]:

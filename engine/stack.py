@@ -75,7 +75,7 @@ async def start_gateway(
     hosts = await asyncio.to_thread(
         start_shard_hosts, settings, router, detached=detached_hosts
     )
-    pool = RayShardPool(router, hosts, settings.shard_call_timeout_s)
+    pool = RayShardPool(hosts, settings.shard_call_timeout_s)
     gateway = IngestGateway(
         settings, city, DeviceAuthenticator(city, keyring.device_token), pool, router
     )
@@ -88,12 +88,18 @@ async def start_gateway(
 
 def serve_forever(settings: Settings, *, num_hosts: int) -> None:
     """Run a gateway process until SIGTERM or SIGINT (``sieve gateway``)."""
-    ray.init(
-        address=settings.ray_address or None,
-        namespace=settings.ray_namespace,
-        logging_level="WARNING",
-        include_dashboard=False,
-    )
+    if settings.ray_address:
+        ray.init(
+            address=settings.ray_address,
+            namespace=settings.ray_namespace,
+            logging_level="WARNING",
+        )
+    else:
+        ray.init(
+            namespace=settings.ray_namespace,
+            logging_level="WARNING",
+            include_dashboard=False,
+        )
 
     async def main() -> None:
         stack = await start_gateway(

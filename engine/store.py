@@ -18,8 +18,8 @@ shards can keep many statements in flight without a thread each.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import structlog
 from cassandra import ConsistencyLevel, DriverException, RequestValidationException
@@ -48,9 +48,16 @@ log = structlog.get_logger()
 PROTOCOL_VERSION = 4
 """Pinned: both ScyllaDB and Cassandra 5.0 speak it fully."""
 
+T = TypeVar("T")
+
 RECONNECT_MAX_S = 2.0
 """Longest wait between reconnection attempts to a store node that went down;
 short so ingest resumes within seconds of the store coming back."""
+
+
+def _routing_key(statement: Any) -> bytes | None:
+    key: bytes | None = statement.routing_key
+    return key
 
 
 class CqlStore:
@@ -148,6 +155,36 @@ class CqlStore:
             raise StoreUnavailable("no store node answered") from exc
         except DriverException as exc:
             raise StoreError("statement failed", error=type(exc).__name__) from exc
+
+    def group_by_replica(
+        self,
+        items: Iterable[T],
+        *,
+        chunk: int,
+        routing_key: Callable[[T], bytes | None] = _routing_key,
+    ) -> list[list[T]]:
+        """Split items into groups whose partitions share a primary replica.
+
+        Each group is at most ``chunk`` long. Sending one request per group
+        (an unlogged batch, an IN query) lets the coordinator, itself that
+        replica by token-aware routing, serve every row locally.
+
+        Args:
+            items: bound statements, or anything ``routing_key`` understands.
+            chunk: largest group.
+            routing_key: the serialised partition key of an item.
+        """
+        metadata = self.session.cluster.metadata
+        groups: dict[Any, list[T]] = {}
+        for item in items:
+            key = routing_key(item)
+            replicas = metadata.get_replicas(self.keyspace, key) if key else ()
+            groups.setdefault(replicas[0] if replicas else None, []).append(item)
+        return [
+            group[start : start + chunk]
+            for group in groups.values()
+            for start in range(0, len(group), chunk)
+        ]
 
     async def execute(
         self, statement: Any, params: Sequence[Any] | None = None, *, profile: str

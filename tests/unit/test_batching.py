@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from engine.batching import ShardBatcher
+from engine.batching import MicroBatcher
 from engine.exceptions import StoreUnavailable
 from engine.registration import Outcome, Registration
 
@@ -41,7 +41,7 @@ class RecordingSender:
         self.max_running = 0
 
     async def __call__(
-        self, shard_id: str, batch: Sequence[Registration]
+        self, target: int, batch: Sequence[Registration]
     ) -> list[Outcome]:
         self.batches.append(list(batch))
         self.num_running += 1
@@ -59,8 +59,8 @@ class RecordingSender:
 async def test_full_batch_is_sent_without_waiting(wait_s: float) -> None:
     """A batch that reaches max_records goes at once, whatever the wait."""
     sender = RecordingSender()
-    batcher = ShardBatcher(
-        "120101/0", sender, max_records=4, wait_s=wait_s, max_inflight_batches=2
+    batcher = MicroBatcher(
+        0, sender, max_records=4, wait_s=wait_s, max_inflight_batches=2
     )
     waiters = [asyncio.ensure_future(batcher.submit(_record(i))) for i in range(4)]
     await asyncio.sleep(0)  # let the submits run
@@ -74,8 +74,8 @@ async def test_partial_batch_is_sent_after_the_wait() -> None:
     """Fewer than max_records go once the wait elapses (zero wait: next turn)."""
     sender = RecordingSender()
     sender.release.set()
-    batcher = ShardBatcher(
-        "120101/0", sender, max_records=100, wait_s=0.0, max_inflight_batches=2
+    batcher = MicroBatcher(
+        0, sender, max_records=100, wait_s=0.0, max_inflight_batches=2
     )
     results = await asyncio.gather(*(batcher.submit(_record(i)) for i in range(3)))
     assert [3] == [len(b) for b in sender.batches]
@@ -85,8 +85,8 @@ async def test_partial_batch_is_sent_after_the_wait() -> None:
 async def test_inflight_batches_are_capped() -> None:
     """No more than max_inflight_batches sends run at once."""
     sender = RecordingSender()
-    batcher = ShardBatcher(
-        "120101/0", sender, max_records=1, wait_s=0.0, max_inflight_batches=2
+    batcher = MicroBatcher(
+        0, sender, max_records=1, wait_s=0.0, max_inflight_batches=2
     )
     waiters = [asyncio.ensure_future(batcher.submit(_record(i))) for i in range(5)]
     for _ in range(5):
@@ -103,8 +103,8 @@ async def test_failed_send_fails_every_waiter_of_that_batch() -> None:
     sender = RecordingSender()
     sender.fail_with = StoreUnavailable("down")
     sender.release.set()
-    batcher = ShardBatcher(
-        "120101/0", sender, max_records=10, wait_s=0.0, max_inflight_batches=1
+    batcher = MicroBatcher(
+        0, sender, max_records=10, wait_s=0.0, max_inflight_batches=1
     )
     results = await asyncio.gather(
         *(batcher.submit(_record(i)) for i in range(3)), return_exceptions=True
