@@ -91,6 +91,14 @@ class ShardHostActor:
         """Counters of every shard on this host."""
         return [writer.stats() for writer in self._writers.values()]
 
+    def layout(self) -> tuple[str, list[str]]:
+        """The keyspace and the logical shards this host was created with."""
+        return self._store.keyspace, sorted(self._writers)
+
     def pid(self) -> int:
         """Process id, for tests and operators that must find the process."""
         return os.getpid()
+
+    def node_id(self) -> str:
+        """The Ray node this host runs on."""
+        return str(ray.get_runtime_context().get_node_id())

@@ -20,7 +20,12 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from actors.shard_host import ShardHostActor, shard_host_name
 from engine.config import Settings
-from engine.exceptions import ShardUnavailable, StoreError, StoreUnavailable
+from engine.exceptions import (
+    ConfigError,
+    ShardUnavailable,
+    StoreError,
+    StoreUnavailable,
+)
 from engine.registration import Outcome
 from engine.routing import DistrictRouter, ShardItem
 
@@ -57,6 +62,9 @@ def start_shard_hosts(
             "namespace": settings.ray_namespace,
             "get_if_exists": True,
             "num_cpus": SHARD_HOST_CPUS,
+            # Spread hosts over the cluster's nodes so one node's loss takes
+            # as few shards as possible.
+            "scheduling_strategy": "SPREAD",
         }
         if detached:
             options["lifetime"] = "detached"
@@ -65,7 +73,21 @@ def start_shard_hosts(
                 index, router.shards_of_host(index), settings
             )
         )
-    ray.get([handle.pid.remote() for handle in handles])
+    layouts = ray.get([handle.layout.remote() for handle in handles])
+    for index, (keyspace, shard_ids) in enumerate(layouts):
+        expected = sorted(router.shards_of_host(index))
+        if keyspace != settings.cql_keyspace or shard_ids != expected:
+            # get_if_exists returned a host made by an earlier gateway with
+            # another layout; serving with it would misroute registrations.
+            raise ConfigError(
+                "a running shard host has another layout; stop the old hosts "
+                "(ray stop, or sieve down) or start every gateway with the same "
+                "--hosts, city file and keyspace",
+                host=index,
+                keyspace=keyspace,
+                shards=len(shard_ids),
+                expected_shards=len(expected),
+            )
     log.info("shard_hosts_ready", hosts=len(handles), shards=len(router.shard_ids))
     return handles
 

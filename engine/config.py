@@ -44,6 +44,7 @@ _CASTS: dict[type | str, Callable[[str], Any]] = {
     "str": str,
     "bool": _cast_bool,
     "Path": Path,
+    "Path | None": Path,
     "tuple[str, ...]": _cast_list,
 }
 
@@ -61,10 +62,23 @@ class Settings:
     keys_file: Path = REPO_ROOT / "var" / "keys.toml"
     """PII and device-token keys; generated on first dev run, never committed."""
 
+    generate_keys: bool = True
+    """Write fresh random keys when the keys file is missing (dev, CI).
+    Production sets false, so a missing secret stops the gateway instead of
+    sealing data under keys nobody else holds."""
+
     cql_hosts: tuple[str, ...] = ("127.0.0.1",)
     """Contact points of the CQL store (ScyllaDB in production)."""
 
     cql_port: int = 9042
+    cql_username: str = ""
+    """Role the engine logs in as; empty connects without authentication."""
+
+    cql_password_file: Path | None = None
+    """File holding that role's password (a mounted secret, never a variable)."""
+
+    cql_ca_file: Path | None = None
+    """CA bundle to verify the store's TLS certificate; unset means plain TCP."""
     cql_keyspace: str = "sieve"
     cql_local_dc: str = "datacenter1"
     """Datacenter this process is in; requests stay in it (LOCAL_QUORUM)."""
@@ -87,6 +101,14 @@ class Settings:
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 50051
+    gateway_tls_cert_file: Path | None = None
+    """PEM certificate chain devices see; with the key file, the port is TLS."""
+
+    gateway_tls_key_file: Path | None = None
+    gateway_drain_s: float = 5.0
+    """On stop: seconds between reporting NOT_SERVING (so load balancers move
+    new streams elsewhere) and closing the port; open streams finish within
+    another such period."""
 
     batch_max_records: int = 512
     """A shard-host batch is sent once it holds this many registrations."""

@@ -137,9 +137,16 @@ class GatewayServer:
     Args:
         gateway: the transport-free gateway logic.
         address: ``host:port`` to listen on.
+        credentials: TLS credentials for the port; None listens in plain text
+            (development, or behind a TLS-terminating load balancer).
     """
 
-    def __init__(self, gateway: IngestGateway, address: str) -> None:
+    def __init__(
+        self,
+        gateway: IngestGateway,
+        address: str,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
         self.gateway = gateway
         self.address = address
         self.server = grpc.aio.server(
@@ -175,7 +182,10 @@ class GatewayServer:
             ),
             self.server,
         )
-        self.port = self.server.add_insecure_port(address)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
 
     async def start(self) -> None:
         """Listen and report SERVING."""
@@ -184,11 +194,16 @@ class GatewayServer:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway_started", address=self.address, port=self.port)
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Report NOT_SERVING, finish open work within ``grace_s``, close."""
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Report NOT_SERVING, wait ``drain_s``, then close within another.
+
+        The first wait lets load balancers see the health change and send new
+        streams elsewhere; the second lets open streams receive their acks.
+        """
         for service in ("", INGEST_SERVICE, OPERATIONS_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(grace_s)
+        await asyncio.sleep(drain_s)
+        await self.server.stop(drain_s)
         log.info("gateway_stopped", address=self.address)
 
     async def _register(

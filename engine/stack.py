@@ -11,12 +11,14 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import ray
 import structlog
 
 from engine.auth import DeviceAuthenticator
 from engine.city import City, load_city
 from engine.config import Settings
+from engine.exceptions import ConfigError
 from engine.gateway import IngestGateway
 from engine.grpc_server import GatewayServer
 from engine.pii import Keyring
@@ -54,9 +56,9 @@ class GatewayStack:
     hosts: list[Any]
     city: City
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop taking streams, finish open batches, close the server."""
-        await self.server.stop(grace_s)
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Stop taking streams, let open ones finish, close the server."""
+        await self.server.stop(drain_s)
         await self.gateway.drain()
 
 
@@ -70,7 +72,7 @@ async def start_gateway(
     from actors.shard_pool import RayShardPool, start_shard_hosts
 
     city = load_city(settings.city_config, default_shards=settings.shards_per_district)
-    keyring = Keyring.load(settings.keys_file, create=True)
+    keyring = Keyring.load(settings.keys_file, create=settings.generate_keys)
     router = DistrictRouter(city, num_hosts)
     hosts = await asyncio.to_thread(
         start_shard_hosts, settings, router, detached=detached_hosts
@@ -79,11 +81,22 @@ async def start_gateway(
     gateway = IngestGateway(
         settings, city, DeviceAuthenticator(city, keyring.device_token), pool, router
     )
-    server = GatewayServer(gateway, settings.gateway_address)
+    server = GatewayServer(gateway, settings.gateway_address, _credentials(settings))
     await server.start()
     return GatewayStack(
         server=server, gateway=gateway, router=router, pool=pool, hosts=hosts, city=city
     )
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    cert, key = settings.gateway_tls_cert_file, settings.gateway_tls_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError(
+            "TLS needs both gateway_tls_cert_file and gateway_tls_key_file"
+        )
+    return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
 
 
 def serve_forever(settings: Settings, *, num_hosts: int) -> None:
@@ -111,7 +124,7 @@ def serve_forever(settings: Settings, *, num_hosts: int) -> None:
             loop.add_signal_handler(signum, stopping.set)
         await stopping.wait()
         log.info("gateway_stopping")
-        await stack.stop()
+        await stack.stop(settings.gateway_drain_s)
 
     try:
         asyncio.run(main())

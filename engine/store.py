@@ -18,11 +18,13 @@ shards can keep many statements in flight without a thread each.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import structlog
 from cassandra import ConsistencyLevel, DriverException, RequestValidationException
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import (
     EXEC_PROFILE_DEFAULT,
     Cluster,
@@ -39,7 +41,7 @@ from cassandra.policies import (
 from cassandra.query import PreparedStatement
 
 from engine.config import Settings
-from engine.exceptions import StoreError, StoreUnavailable
+from engine.exceptions import ConfigError, StoreError, StoreUnavailable
 
 __all__ = ["PROTOCOL_VERSION", "CqlStore"]
 
@@ -92,6 +94,8 @@ class CqlStore:
         }
         profiles[EXEC_PROFILE_DEFAULT] = profiles["admin"]
         self._cluster = Cluster(
+            auth_provider=_auth_provider(settings),
+            ssl_context=_tls_context(settings),
             contact_points=list(settings.cql_hosts),
             port=settings.cql_port,
             protocol_version=PROTOCOL_VERSION,
@@ -228,6 +232,27 @@ class CqlStore:
         """Close every connection; the store object cannot be reused."""
         self._cluster.shutdown()
         self._session = None
+
+
+def _auth_provider(settings: Settings) -> PlainTextAuthProvider | None:
+    if not settings.cql_username:
+        return None
+    if settings.cql_password_file is None:
+        raise ConfigError(
+            "a CQL username needs a password file", setting="cql_password_file"
+        )
+    password = settings.cql_password_file.read_text(encoding="utf-8").strip()
+    return PlainTextAuthProvider(settings.cql_username, password)
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.cql_ca_file is None:
+        return None
+    context = ssl.create_default_context(cafile=str(settings.cql_ca_file))
+    # Contact points are often addresses, which store certificates rarely
+    # name; the chain is still verified against the CA.
+    context.check_hostname = False
+    return context
 
 
 def _resolve(future: asyncio.Future[list[Any]], rows: list[Any]) -> None:

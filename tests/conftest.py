@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import ray
+from ray.cluster_utils import Cluster
 
 from engine.config import REPO_ROOT, Settings
 from engine.localstore import LocalCassandraNode
@@ -84,16 +85,26 @@ def cipher(keys_file: Path) -> PiiCipher:
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[None]:
-    """A local Ray instance for the whole session."""
+def ray_local() -> Iterator[Cluster]:
+    """A two-node Ray cluster on this machine, for the whole session.
+
+    Two raylets rather than one so shard placement, node loss and cross-node
+    calls are exercised the way a real cluster exercises them.
+    """
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
     ray.init(
-        num_cpus=2,
+        address=cluster.address,
         namespace=f"sieve-test-{uuid.uuid4().hex[:6]}",
-        include_dashboard=False,
         logging_level="WARNING",
     )
-    yield
+    yield cluster
     ray.shutdown()
+    cluster.shutdown()
 
 
 class GatewayThread:
@@ -120,7 +131,7 @@ class GatewayThread:
 
     def close(self) -> None:
         """Stop the server and the loop; kill the shard hosts."""
-        self.call(self.stack.stop(grace_s=1))
+        self.call(self.stack.stop(drain_s=0.5))
         for handle in self.stack.hosts:
             ray.kill(handle)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -128,7 +139,7 @@ class GatewayThread:
 
 
 @pytest.fixture(scope="module")
-def gateway(settings: Settings, ray_local: None) -> Iterator[GatewayThread]:
+def gateway(settings: Settings, ray_local: Cluster) -> Iterator[GatewayThread]:
     """A real gateway with Ray shard hosts, on the module's keyspace."""
     running = GatewayThread(settings, num_hosts=2)
     yield running

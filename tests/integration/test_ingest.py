@@ -6,6 +6,8 @@ import asyncio
 
 import grpc
 import pytest
+import ray
+from ray.cluster_utils import Cluster
 
 from engine.config import Settings
 from engine.store import CqlStore
@@ -77,3 +79,13 @@ def test_concurrent_devices_store_each_registration_once(
     assert count_rows(store, "registrations") == len(ids)
     for table in INDEX_TABLES:
         assert count_rows(store, table) == len(ids), table
+
+
+def test_shard_hosts_spread_over_the_ray_nodes(
+    gateway: GatewayThread, ray_local: Cluster
+) -> None:
+    """With two Ray nodes, the two shard hosts run on different nodes."""
+    nodes = {ray.get(host.node_id.remote()) for host in gateway.stack.hosts}
+
+    assert 2 == len([n for n in ray.nodes() if n["Alive"]])
+    assert 2 == len(nodes)

@@ -85,9 +85,7 @@ async def test_partial_batch_is_sent_after_the_wait() -> None:
 async def test_inflight_batches_are_capped() -> None:
     """No more than max_inflight_batches sends run at once."""
     sender = RecordingSender()
-    batcher = MicroBatcher(
-        0, sender, max_records=1, wait_s=0.0, max_inflight_batches=2
-    )
+    batcher = MicroBatcher(0, sender, max_records=1, wait_s=0.0, max_inflight_batches=2)
     waiters = [asyncio.ensure_future(batcher.submit(_record(i))) for i in range(5)]
     for _ in range(5):
         await asyncio.sleep(0)
