@@ -45,7 +45,12 @@ class AckFields:
 
 @dataclass
 class GatewayStats:
-    """Counters of one gateway process since it started."""
+    """Counters of one gateway process since it started.
+
+    TODO: these live in memory and restart at zero with the process; the exact
+    per-minute counts are in the store (registrations_by_minute), which the
+    live views do not read yet.
+    """
 
     started_at_ms: int
     stored: MinuteCounter

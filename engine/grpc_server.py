@@ -168,6 +168,9 @@ class GatewayServer:
             },
         )
         self.server.add_generic_rpc_handlers((handler,))
+        # TODO: Operations and reflection share the device port without
+        # authentication; anyone who reaches the port can read ingest counts
+        # and the schema. Serve them on an operator port, or check a role.
         operations_pb2_grpc.add_OperationsServicer_to_server(
             _Operations(gateway), self.server
         )

@@ -150,6 +150,11 @@ class ShardWriter:
         self.num_batches += 1
         return outcomes
 
+    # TODO: the duplicate check is exact within one shard. A device that
+    # resends an id with a site in another district reaches another shard; if
+    # both copies are in flight at once, both districts' index rows are
+    # written (the main row stays single, last write wins). Routing by id
+    # alone would close this but lose district locality.
     async def _claim(self, records: dict[bytes, Registration]) -> None:
         # Loop because another batch may claim an id while we wait on a
         # different one; claiming itself has no await, so it is atomic.
