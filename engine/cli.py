@@ -36,9 +36,9 @@ def store() -> None:
 
 
 def _node():  # type: ignore[no-untyped-def]
-    from engine.localstore import LocalCassandraNode
+    from engine.localstore import local_node
 
-    return LocalCassandraNode(REPO_ROOT, port=_settings().cql_port)
+    return local_node(_settings())
 
 
 @store.command("up")

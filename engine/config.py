@@ -71,6 +71,10 @@ class Settings:
     """Contact points of the CQL store (ScyllaDB in production)."""
 
     cql_port: int = 9042
+    local_store_storage_port: int = 7000
+    """Internode port of the local dev/CI Cassandra node (``sieve store up``);
+    change it with ``cql_port`` to run a second checkout's node beside one."""
+
     cql_username: str = ""
     """Role the engine logs in as; empty connects without authentication."""
 

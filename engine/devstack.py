@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engine.config import Settings
 from engine.exceptions import IngestError
-from engine.localstore import LocalCassandraNode
+from engine.localstore import local_node
 from engine.stack import prepare_store
 
 __all__ = ["DevStack", "LoadOptions"]
@@ -52,7 +52,7 @@ class DevStack:
 
     def __init__(self, settings: Settings, root: Path) -> None:
         self.settings = settings
-        self.node = LocalCassandraNode(root, port=settings.cql_port)
+        self.node = local_node(settings)
         self.run_dir = settings.var_dir / "run"
         self.log_dir = settings.var_dir / "log"
 

@@ -21,9 +21,10 @@ import structlog
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy
 
+from engine.config import REPO_ROOT, Settings
 from engine.exceptions import LocalStoreError
 
-__all__ = ["LocalCassandraNode", "NodeStatus"]
+__all__ = ["LocalCassandraNode", "NodeStatus", "local_node"]
 
 log = structlog.get_logger(__name__)
 
@@ -344,3 +345,12 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def local_node(settings: Settings) -> LocalCassandraNode:
+    """The dev/CI node of this checkout, on the ports the settings name."""
+    return LocalCassandraNode(
+        REPO_ROOT,
+        port=settings.cql_port,
+        storage_port=settings.local_store_storage_port,
+    )

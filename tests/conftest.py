@@ -21,7 +21,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from engine.config import REPO_ROOT, Settings
-from engine.localstore import LocalCassandraNode
+from engine.localstore import LocalCassandraNode, local_node
 from engine.logs import configure_logging
 from engine.pii import Keyring, PiiCipher
 from engine.stack import GatewayStack, prepare_store, start_gateway
@@ -40,7 +40,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def cassandra_node() -> LocalCassandraNode:
     """The real local Cassandra node, fetched and started if needed."""
-    node = LocalCassandraNode(REPO_ROOT)
+    node = local_node(Settings.from_env())
     node.fetch()
     node.start()
     return node

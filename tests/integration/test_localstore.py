@@ -9,7 +9,8 @@ import pytest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy
 
-from engine.localstore import LocalCassandraNode
+from engine.config import Settings
+from engine.localstore import LocalCassandraNode, local_node
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYSPACE = "sieve_localstore_test"
@@ -18,7 +19,7 @@ KEYSPACE = "sieve_localstore_test"
 @pytest.fixture
 def node() -> Iterator[LocalCassandraNode]:
     """A node handle for this checkout; the node is left as running as it was found."""
-    handle = LocalCassandraNode(REPO_ROOT)
+    handle = local_node(Settings.from_env())
     was_running = handle.status().running
     try:
         yield handle
@@ -87,7 +88,7 @@ def test_start_is_idempotent(node: LocalCassandraNode) -> None:
     node.start()
     first = node.status()
     node.start()
-    LocalCassandraNode(REPO_ROOT).start()
+    local_node(Settings.from_env()).start()
     second = node.status()
     assert first.running and second.running
     assert first.pid == second.pid
