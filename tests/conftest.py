@@ -59,7 +59,7 @@ def settings(cassandra_node: LocalCassandraNode, keys_file: Path) -> Settings:
     """Settings with a keyspace of this module's own, migrated."""
     keyspace = f"sieve_test_{uuid.uuid4().hex[:10]}"
     result = Settings.from_env(
-        {},
+        None,
         cql_keyspace=keyspace,
         keys_file=keys_file,
         gateway_port=free_port(),
