@@ -17,6 +17,7 @@ from typing import Any
 import ray
 import structlog
 
+from actors.ocr_pool import OcrActorPool, find_ocr_actors
 from engine.config import Settings
 from engine.exceptions import StoreUnavailable
 from engine.logs import configure_logging
@@ -25,6 +26,7 @@ from engine.registration import Outcome
 from engine.routing import ShardItem
 from engine.shard import ShardWriter
 from engine.store import CqlStore
+from engine.verification import OcrVerifier
 
 __all__ = ["ShardHostActor", "shard_host_name"]
 
@@ -52,12 +54,27 @@ class ShardHostActor:
         self._store = CqlStore(settings)
         self._store.connect()
         cipher = PiiCipher(Keyring.load(settings.keys_file))
+        self._verifier: OcrVerifier | None = None
+        if settings.ocr_actors > 0:
+            actors = find_ocr_actors(settings.ocr_actors, settings.ray_namespace)
+            self._verifier = OcrVerifier(self._store, cipher, OcrActorPool(actors))
+        on_stored = self._verifier.submit if self._verifier is not None else None
         self._writers = {
             shard_id: ShardWriter(
-                self._store, cipher, shard_id, concurrency=settings.cql_concurrency
+                self._store,
+                cipher,
+                shard_id,
+                concurrency=settings.cql_concurrency,
+                on_stored=on_stored,
             )
             for shard_id in shard_ids
         }
+        self._sweep_s = settings.ocr_sweep_s
+        self._sweeper: asyncio.Task[None] | None = None
+        if self._verifier is not None:
+            # Async actors construct inside their running loop; the sweep
+            # also resumes whatever a previous incarnation left pending.
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         log.info(
             "shard_host_started", host=index, shards=len(shard_ids), pid=os.getpid()
         )
@@ -87,9 +104,29 @@ class ShardHostActor:
                 outcomes[position] = int(outcome)
         return outcomes
 
+    async def _sweep(self) -> None:
+        assert self._verifier is not None
+        while True:
+            for shard_id in self._writers:
+                try:
+                    await self._verifier.sweep(shard_id)
+                except Exception:  # the sweep must outlive any one error
+                    log.exception("ocr_sweep_failed", shard=shard_id)
+            await asyncio.sleep(self._sweep_s)
+
     def stats(self) -> list[dict[str, Any]]:
-        """Counters of every shard on this host."""
-        return [writer.stats() for writer in self._writers.values()]
+        """Counters of every shard on this host, and of its OCR verifier."""
+        stats = [writer.stats() for writer in self._writers.values()]
+        if self._verifier is not None:
+            stats.append(
+                {
+                    "ocr_num_verified": self._verifier.num_verified,
+                    "ocr_num_deferred": self._verifier.num_deferred,
+                    "ocr_num_failed": self._verifier.num_failed,
+                    "ocr_curr_queued": self._verifier.curr_queued,
+                }
+            )
+        return stats
 
     def layout(self) -> tuple[str, list[str]]:
         """The keyspace and the logical shards this host was created with."""

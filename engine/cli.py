@@ -20,6 +20,12 @@ from engine.logs import configure_logging
 __all__ = ["main"]
 
 
+def _register_extensions() -> None:
+    from engine.ocr_cli import ocr
+
+    main.add_command(ocr)
+
+
 def _settings() -> Settings:
     return Settings.from_env()
 
@@ -305,3 +311,6 @@ def _watch(settings: Settings, watch_s: float) -> None:
             f"{time.strftime('%H:%M:%S')} stored={total} streams="
             f"{reply.open_streams} {minutes}"
         )
+
+
+_register_extensions()

@@ -137,6 +137,17 @@ class Settings:
     shards_per_district: int = 2
     """Default shards for a district that does not set its own count."""
 
+    max_image_bytes: int = 512 * 1024
+    """Largest ID-card photo kept with a registration; a phone's card photo
+    at OCR-readable quality is 50-200 KiB."""
+
+    ocr_actors: int = 0
+    """OCR actors to run (GPU ones where GPUs exist); 0 stores photos but
+    verifies none until actors run."""
+
+    ocr_sweep_s: float = 30.0
+    """How often each shard host re-submits verifications left pending."""
+
     ray_address: str = ""
     """Ray cluster to join; empty starts a local one in-process."""
 

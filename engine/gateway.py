@@ -17,10 +17,16 @@ import structlog
 
 from engine.auth import AuthenticatedDevice, DeviceAuthenticator
 from engine.batching import MicroBatcher
+from engine.card_images import ImageCheck, ImageOutcome, check_card_image
 from engine.city import City
 from engine.config import Settings
 from engine.counters import MinuteCounter
-from engine.exceptions import BackpressureError, ShardUnavailable, StoreUnavailable
+from engine.exceptions import (
+    BackpressureError,
+    ShardUnavailable,
+    StoreError,
+    StoreUnavailable,
+)
 from engine.registration import Outcome, RejectReason
 from engine.routing import DistrictRouter, ShardItem, ShardPool
 from engine.validation import RegistrationValidator, Rejection
@@ -29,6 +35,9 @@ from sieve.v1 import ingest_pb2
 __all__ = ["AckFields", "GatewayStats", "IngestGateway"]
 
 log = structlog.get_logger()
+
+
+NO_IMAGE = ImageCheck(ImageOutcome.NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,7 @@ class AckFields:
     reason: RejectReason | None = None
     message: str = ""
     retry_after_ms: int = 0
+    image: ImageCheck = NO_IMAGE
 
 
 @dataclass
@@ -176,12 +186,21 @@ class IngestGateway:
                 message=checked.message,
             )
 
+        image = check_card_image(message.id_card_image, self.settings.max_image_bytes)
+        if image.outcome is ImageOutcome.ACCEPTED:
+            checked = checked._replace(image=message.id_card_image)
         shard_id = self._router.shard_for(checked.district, checked.registration_id)
         try:
             batcher = self._batchers[self._router.host_for(shard_id)]
             outcome = await batcher.submit((shard_id, checked))
         except (StoreUnavailable, ShardUnavailable) as exc:
             return self._retry_ack(message, received_at_ms, exc)
+        except StoreError as exc:
+            # The store refused a statement: a bug or a schema out of step,
+            # not the device's fault. Answer RETRY so nothing is falsely
+            # acked, and say so loudly.
+            log.error("store_refused_batch", error=str(exc))
+            return self._retry_ack(message, received_at_ms, StoreUnavailable(str(exc)))
         if outcome is Outcome.RETRY:
             return self._retry_ack(
                 message, received_at_ms, StoreUnavailable("shard could not write")
@@ -195,6 +214,7 @@ class IngestGateway:
             registration_id=message.registration_id,
             outcome=outcome,
             received_at_ms=received_at_ms,
+            image=image,
         )
 
     def _retry_ack(

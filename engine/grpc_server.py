@@ -39,6 +39,8 @@ def to_ack(fields: AckFields) -> ingest_pb2.RegisterResponse:
         message=fields.message,
         received_at_ms=fields.received_at_ms,
         retry_after_ms=fields.retry_after_ms,
+        image=int(fields.image.outcome),
+        image_message=fields.image.message,
     )
     if fields.reason is not None:
         ack.reason = int(fields.reason)

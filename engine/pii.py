@@ -127,12 +127,20 @@ class PiiCipher:
 
     def seal(self, plaintext: str, associated: bytes) -> bytes:
         """Encrypt a field, binding it to ``associated`` (the registration id)."""
+        return self.seal_bytes(plaintext.encode(), associated)
+
+    def seal_bytes(self, data: bytes, associated: bytes) -> bytes:
+        """Encrypt binary personal data (a card photo) the same way."""
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        body = self._aead[self._current].encrypt(nonce, plaintext.encode(), associated)
+        body = self._aead[self._current].encrypt(nonce, data, associated)
         return bytes((_FORMAT_VERSION, self._current)) + nonce + body
 
     def open(self, sealed: bytes, associated: bytes) -> str:
-        """Decrypt a field sealed by :meth:`seal` under any listed key.
+        """Decrypt a text field sealed by :meth:`seal`."""
+        return self.open_bytes(sealed, associated).decode()
+
+    def open_bytes(self, sealed: bytes, associated: bytes) -> bytes:
+        """Decrypt a value sealed by :meth:`seal_bytes` under any listed key.
 
         Raises:
             ConfigError: the key that sealed it is no longer listed.
@@ -146,7 +154,7 @@ class PiiCipher:
         if aead is None:
             raise ConfigError("sealing key is not in the keyring", key_id=key_id)
         nonce = sealed[2 : 2 + _NONCE_BYTES]
-        return aead.decrypt(nonce, sealed[2 + _NONCE_BYTES :], associated).decode()
+        return aead.decrypt(nonce, sealed[2 + _NONCE_BYTES :], associated)
 
     def lookup_hash(self, doc_type: int, number: str) -> bytes:
         """Keyed hash of a normalised document number, for look-ups."""

@@ -63,6 +63,8 @@ class Registration(NamedTuple):
     attempt: bytes
     """16 raw bytes naming the gateway's receipt of this request; a shard retry
     of the same receipt is reported STORED, a device resend DUPLICATE."""
+    image: bytes = b""
+    """The accepted ID-card photo (JPEG), or empty."""
 
 
 class WriteResult(NamedTuple):

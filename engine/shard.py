@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -19,6 +19,7 @@ from engine.exceptions import StoreUnavailable
 from engine.pii import PiiCipher
 from engine.registration import Outcome, Registration
 from engine.store import CqlStore
+from engine.verification import needs_verification
 
 __all__ = ["ROUND_BUCKETS", "ShardWriter"]
 
@@ -55,6 +56,10 @@ _INSERT_ROUND = (
     "INSERT INTO {ks}.registrations_by_round_district (round, district, bucket,"
     " doc_hash, registration_id, site, tube, captured_at) VALUES (?,?,?,?,?,?,?,?)"
 )
+_INSERT_IMAGE = (
+    "INSERT INTO {ks}.id_card_images (registration_id, image_sealed) VALUES (?,?)"
+)
+_INSERT_PENDING = "INSERT INTO {ks}.ocr_pending (shard, registration_id) VALUES (?,?)"
 _INSERT_MINUTE = (
     "INSERT INTO {ks}.registrations_by_minute (round, district, minute,"
     " registration_id, site, device) VALUES (?,?,?,?,?,?)"
@@ -103,6 +108,7 @@ class ShardWriter:
         concurrency: int = 256,
         write_attempts: int = 3,
         retry_backoff_s: float = 0.05,
+        on_stored: Callable[[str, list[Registration]], object] | None = None,
     ) -> None:
         self.shard_id = shard_id
         self.counter = MinuteCounter()
@@ -122,6 +128,9 @@ class ShardWriter:
         self._tube = store.prepare(_INSERT_TUBE)
         self._round = store.prepare(_INSERT_ROUND)
         self._minute = store.prepare(_INSERT_MINUTE)
+        self._image = store.prepare(_INSERT_IMAGE)
+        self._pending = store.prepare(_INSERT_PENDING)
+        self._on_stored = on_stored
         self._log = log.bind(shard=shard_id)
 
     async def write_batch(self, batch: Sequence[Registration]) -> list[Outcome]:
@@ -189,11 +198,14 @@ class ShardWriter:
         if fresh:
             rows = [self._seal(record) for record in fresh]
             index = self._index_statements(fresh, rows)
+            images = self._image_statements(fresh)
             main = self._main_statements(fresh, rows)
-            await self._retrying("index", lambda: self._write_grouped(index))
+            await self._retrying("index", lambda: self._write_grouped(index, images))
             await self._retrying("main", lambda: self._write_grouped(main))
             for record in fresh:
                 self.counter.add(record.district, record.received_at_ms)
+            if self._on_stored is not None:
+                self._on_stored(self.shard_id, fresh)
         self.num_stored += sum(o is Outcome.STORED for o in outcomes.values())
         self.num_duplicate += sum(o is Outcome.DUPLICATE for o in outcomes.values())
         self._log.debug("batch_written", records=len(records), fresh=len(fresh))
@@ -316,6 +328,8 @@ class ShardWriter:
                     )
                 )
             )
+            if needs_verification(record):
+                statements.append(self._pending.bind((self.shard_id, rid)))
         return statements
 
     def _main_statements(
@@ -345,10 +359,26 @@ class ShardWriter:
             )
         ]
 
-    async def _write_grouped(self, statements: list[BoundStatement]) -> None:
+    def _image_statements(self, records: list[Registration]) -> list[BoundStatement]:
+        return [
+            self._image.bind(
+                (
+                    uuid.UUID(bytes=record.registration_id),
+                    self._cipher.seal_bytes(record.image, record.registration_id),
+                )
+            )
+            for record in records
+            if record.image
+        ]
+
+    async def _write_grouped(
+        self, statements: list[BoundStatement], alone: Sequence[BoundStatement] = ()
+    ) -> None:
         # Rows that share a primary replica travel in one unlogged batch: one
         # request applied locally by that replica, instead of one per row.
-        batches = []
+        # Photos (~100 KiB each) go ``alone``: batched they pass the stores'
+        # batch size limits.
+        batches: list[Any] = list(alone)
         for group in self._store.group_by_replica(statements, chunk=WRITE_CHUNK):
             if len(group) == 1:
                 batches.append(group[0])

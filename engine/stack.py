@@ -55,6 +55,7 @@ class GatewayStack:
     pool: Any
     hosts: list[Any]
     city: City
+    ocr_actors: list[Any]
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Stop taking streams, let open ones finish, close the server."""
@@ -69,11 +70,22 @@ async def start_gateway(
 
     Ray must already be initialised in this process.
     """
+    from actors.ocr_batcher import start_ocr_actors
     from actors.shard_pool import RayShardPool, start_shard_hosts
 
     city = load_city(settings.city_config, default_shards=settings.shards_per_district)
     keyring = Keyring.load(settings.keys_file, create=settings.generate_keys)
     router = DistrictRouter(city, num_hosts)
+    ocr_actors: list[Any] = []
+    if settings.ocr_actors > 0:
+        # Before the shard hosts: they look the OCR actors up by name. The
+        # handles are kept: Ray collects a non-detached actor without them.
+        ocr_actors = await asyncio.to_thread(
+            start_ocr_actors,
+            settings.ocr_actors,
+            namespace=settings.ray_namespace,
+            detached=detached_hosts,
+        )
     hosts = await asyncio.to_thread(
         start_shard_hosts, settings, router, detached=detached_hosts
     )
@@ -84,7 +96,13 @@ async def start_gateway(
     server = GatewayServer(gateway, settings.gateway_address, _credentials(settings))
     await server.start()
     return GatewayStack(
-        server=server, gateway=gateway, router=router, pool=pool, hosts=hosts, city=city
+        server=server,
+        gateway=gateway,
+        router=router,
+        pool=pool,
+        hosts=hosts,
+        city=city,
+        ocr_actors=ocr_actors,
     )
 
 
