@@ -1,5 +1,5 @@
 """``python -m engine``: the same as the ``sieve`` command."""
 
-from engine.cli import main
+from engine.cli import run
 
-main()
+run()

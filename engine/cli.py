@@ -17,7 +17,7 @@ from engine.documents import DocumentType, InvalidDocument, normalize_document
 from engine.exceptions import IngestError
 from engine.logs import configure_logging
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 
 def _register_extensions() -> None:
@@ -314,3 +314,17 @@ def _watch(settings: Settings, watch_s: float) -> None:
 
 
 _register_extensions()
+
+
+def run() -> None:
+    """Entry point of ``sieve``: engine errors end in one line, not a traceback."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except IngestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

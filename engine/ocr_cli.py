@@ -77,3 +77,43 @@ def read(
                     f"{path}: {result.name} {result.id_number} "
                     f"confidence={result.confidence:.3f}{valid}"
                 )
+
+
+@ocr.command("flags")
+@click.option("--round", "round_no", type=int, required=True)
+@click.option("--district", required=True, help="District code, e.g. 120101.")
+def flags(round_no: int, district: str) -> None:
+    """List registrations whose photo OCR did not MATCH, one JSON line each.
+
+    The correction workflow starts from these: the field the server read
+    differently, its confidence, the site and when it was verified. Personal
+    data stays sealed; operators open a record through the audited views.
+    """
+    from engine.config import Settings
+    from engine.store import CqlStore
+
+    store = CqlStore(Settings.from_env())
+    try:
+        rows = store.execute_sync(
+            "SELECT registration_id, verdict, field, confidence, site, verified_at"
+            " FROM {ks}.ocr_flags WHERE round = %s AND district = %s",
+            (round_no, district),
+            profile="lookup",
+        )
+    finally:
+        store.close()
+    for row in rows:
+        click.echo(
+            json.dumps(
+                {
+                    "registration_id": str(row.registration_id),
+                    "verdict": row.verdict,
+                    "field": row.field,
+                    "confidence": round(row.confidence or 0.0, 3),
+                    "site": row.site,
+                    "verified_at": row.verified_at.isoformat()
+                    if row.verified_at
+                    else None,
+                }
+            )
+        )

@@ -158,7 +158,7 @@ class CqlStore:
         except NoHostAvailable as exc:
             raise StoreUnavailable("no store node answered") from exc
         except DriverException as exc:
-            raise StoreError("statement failed", error=type(exc).__name__) from exc
+            raise StoreError("statement failed", error=str(exc)) from exc
 
     def group_by_replica(
         self,

@@ -56,6 +56,9 @@ class PendingVerification:
     site: str
 
 
+# TODO: photos of passports and permits are stored but never verified: the
+# reader knows only the resident ID card's layout, so misreads of those
+# documents surface only when the resident complains.
 def needs_verification(record: Registration) -> bool:
     """Only resident ID cards have a layout the OCR reader knows."""
     return bool(record.image) and record.doc_type == DocumentType.RESIDENT_ID_CARD
