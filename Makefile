@@ -54,6 +54,7 @@ unit: install
 lint: install
 	$(VENV)/bin/ruff check engine actors perf console tests
 	$(VENV)/bin/ruff format --check engine actors perf console tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) sieve build *.egg-info

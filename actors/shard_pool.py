@@ -68,8 +68,9 @@ def start_shard_hosts(
         }
         if detached:
             options["lifetime"] = "detached"
+        actor_class: Any = ShardHostActor
         handles.append(
-            ShardHostActor.options(**options).remote(
+            actor_class.options(**options).remote(
                 index, router.shards_of_host(index), settings
             )
         )

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from engine.config import REPO_ROOT, Settings
 from engine.documents import DocumentType, InvalidDocument, normalize_document
 from engine.exceptions import IngestError
 from engine.logs import configure_logging
+
+if TYPE_CHECKING:
+    from engine.localstore import LocalCassandraNode
 
 __all__ = ["main", "run"]
 
@@ -41,7 +45,7 @@ def store() -> None:
     """The local Cassandra node used in development and CI."""
 
 
-def _node():  # type: ignore[no-untyped-def]
+def _node() -> LocalCassandraNode:
     from engine.localstore import local_node
 
     return local_node(_settings())
@@ -283,7 +287,8 @@ def _fetch_stats(address: str, minutes: int):  # type: ignore[no-untyped-def]
     from sieve.v1 import operations_pb2, operations_pb2_grpc
 
     with grpc.insecure_channel(address) as channel:
-        return operations_pb2_grpc.OperationsStub(channel).GetIngestStats(
+        stub = operations_pb2_grpc.OperationsStub(channel)  # type: ignore[no-untyped-call]
+        return stub.GetIngestStats(
             operations_pb2.IngestStatsRequest(minutes=minutes), timeout=5
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import grpc
 import structlog
@@ -33,17 +34,18 @@ RETRY_TRAILER = "retry-after-ms"
 
 def to_ack(fields: AckFields) -> ingest_pb2.RegisterResponse:
     """Render an outcome as the message the device receives."""
+    # Our IntEnums carry the proto enums' numbers; the stubs want their types.
     ack = ingest_pb2.Ack(
         registration_id=fields.registration_id,
-        status=int(fields.outcome),
+        status=cast(Any, int(fields.outcome)),
         message=fields.message,
         received_at_ms=fields.received_at_ms,
         retry_after_ms=fields.retry_after_ms,
-        image=int(fields.image.outcome),
+        image=cast(Any, int(fields.image.outcome)),
         image_message=fields.image.message,
     )
     if fields.reason is not None:
-        ack.reason = int(fields.reason)
+        ack.reason = cast(Any, int(fields.reason))
     return ingest_pb2.RegisterResponse(ack=ack)
 
 
@@ -119,11 +121,11 @@ class _IngestStream:
             if reader.done() and not self._pending and self._out.empty():
                 return
             getter = asyncio.ensure_future(self._out.get())
-            waiters: set[asyncio.Future[object]] = {getter}
+            waiters: set[asyncio.Future[Any]] = {getter}
             if not reader.done():
-                waiters.add(reader)  # type: ignore[arg-type]
+                waiters.add(reader)
             elif self._pending:
-                waiters |= set(self._pending)  # type: ignore[arg-type]
+                waiters |= set(self._pending)
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 yield getter.result()
@@ -173,7 +175,7 @@ class GatewayServer:
         # TODO: Operations and reflection share the device port without
         # authentication; anyone who reaches the port can read ingest counts
         # and the schema. Serve them on an operator port, or check a role.
-        operations_pb2_grpc.add_OperationsServicer_to_server(
+        operations_pb2_grpc.add_OperationsServicer_to_server(  # type: ignore[no-untyped-call]
             _Operations(gateway), self.server
         )
         self.health = health.aio.HealthServicer()

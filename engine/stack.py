@@ -7,6 +7,7 @@ gateway meets the Ray actors of :mod:`actors`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -123,12 +124,12 @@ def serve_forever(settings: Settings, *, num_hosts: int) -> None:
         ray.init(
             address=settings.ray_address,
             namespace=settings.ray_namespace,
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
         )
     else:
         ray.init(
             namespace=settings.ray_namespace,
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             include_dashboard=False,
         )
 
