@@ -256,6 +256,14 @@ def up(num_devices: int, interval_s: float, hosts: int, watch_s: float) -> None:
         _watch(settings, watch_s)
 
 
+@main.command("console")
+def console_cmd() -> None:
+    """Serve the operations console (SIEVE_CONSOLE_HOST:PORT, 127.0.0.1:8080)."""
+    from console.main import main as console_main
+
+    console_main()
+
+
 @main.command()
 def down() -> None:
     """Stop everything `sieve up` started."""

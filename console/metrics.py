@@ -1,0 +1,226 @@
+"""Saturation: this host's CPU and memory, Ray nodes, gateway pressure.
+
+:class:`SaturationSampler` takes psutil samples and judges them against
+thresholds that mean something (CPU is red only when at or above 85% for a
+sustained minute, not for a spike). :class:`ConsoleMetrics` exposes the same
+numbers as Prometheus gauges for ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psutil
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from console.sources import IngestSnapshot
+
+__all__ = [
+    "ConsoleMetrics",
+    "HostSample",
+    "Level",
+    "RayNode",
+    "SaturationSampler",
+    "cpu_level",
+    "memory_level",
+    "ray_nodes",
+]
+
+CPU_RED_PERCENT = 85.0
+CPU_AMBER_PERCENT = 70.0
+SUSTAINED_S = 60.0
+MEMORY_RED_PERCENT = 90.0
+MEMORY_AMBER_PERCENT = 80.0
+
+
+class Level(enum.StrEnum):
+    """How worried to be about a number."""
+
+    OK = "ok"
+    AMBER = "amber"
+    RED = "red"
+
+
+@dataclass(frozen=True, slots=True)
+class HostSample:
+    """One psutil reading of this machine."""
+
+    taken_at_s: float
+    hostname: str
+    cpu_total: float
+    cpu_per_core: Sequence[float]
+    cpu_sustained: float
+    """Mean total CPU over the last ``SUSTAINED_S`` seconds of samples."""
+    memory_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+
+    @property
+    def cpu_level(self) -> Level:
+        """Red at a sustained 85%; amber from 70% (or a spike to 85%)."""
+        return cpu_level(self.cpu_sustained, self.cpu_total)
+
+    @property
+    def memory_level(self) -> Level:
+        """Red from 90% used, amber from 80%."""
+        return memory_level(self.memory_percent)
+
+
+@dataclass(frozen=True, slots=True)
+class RayNode:
+    """A Ray node as ``ray.nodes()`` describes it."""
+
+    address: str
+    alive: bool
+    cpus: float
+    memory_bytes: float
+
+
+def cpu_level(sustained: float, current: float) -> Level:
+    """Judge CPU: only a sustained load is red; a spike is amber."""
+    if sustained >= CPU_RED_PERCENT:
+        return Level.RED
+    if sustained >= CPU_AMBER_PERCENT or current >= CPU_RED_PERCENT:
+        return Level.AMBER
+    return Level.OK
+
+
+def memory_level(percent: float) -> Level:
+    """Judge memory use in percent of the machine's memory."""
+    if percent >= MEMORY_RED_PERCENT:
+        return Level.RED
+    if percent >= MEMORY_AMBER_PERCENT:
+        return Level.AMBER
+    return Level.OK
+
+
+class SaturationSampler:
+    """Samples this machine; keeps a minute of totals to judge 'sustained'."""
+
+    def __init__(self) -> None:
+        self._history: deque[tuple[float, float]] = deque()
+        psutil.cpu_percent(percpu=True)  # first call primes the counters
+
+    def sample(self) -> HostSample:
+        """CPU since the previous call, per core and total; memory now."""
+        now = time.monotonic()
+        per_core = psutil.cpu_percent(percpu=True)
+        total = sum(per_core) / len(per_core) if per_core else 0.0
+        self._history.append((now, total))
+        while self._history and self._history[0][0] < now - SUSTAINED_S:
+            self._history.popleft()
+        sustained = sum(v for _, v in self._history) / len(self._history)
+        memory = psutil.virtual_memory()
+        return HostSample(
+            taken_at_s=time.time(),
+            hostname=socket.gethostname(),
+            cpu_total=total,
+            cpu_per_core=tuple(per_core),
+            cpu_sustained=sustained,
+            memory_percent=memory.percent,
+            memory_used_bytes=memory.total - memory.available,
+            memory_total_bytes=memory.total,
+        )
+
+
+def ray_nodes() -> list[RayNode] | None:
+    """The Ray cluster's nodes if this process is connected, else None."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - ray is an engine dependency
+        return None
+    if not ray.is_initialized():
+        return None
+    return [
+        RayNode(
+            address=str(node.get("NodeManagerAddress", "?")),
+            alive=bool(node.get("Alive", False)),
+            cpus=float(node.get("Resources", {}).get("CPU", 0.0)),
+            memory_bytes=float(node.get("Resources", {}).get("memory", 0.0)),
+        )
+        for node in ray.nodes()  # type: ignore[no-untyped-call]
+    ]
+
+
+class ConsoleMetrics:
+    """Prometheus gauges mirroring the saturation and ingest views."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.cpu_core = Gauge(
+            "sieve_console_host_cpu_core_percent", "CPU per core", ["core"], registry=r
+        )
+        self.cpu_total = Gauge(
+            "sieve_console_host_cpu_percent", "CPU, all cores", registry=r
+        )
+        self.cpu_sustained = Gauge(
+            "sieve_console_host_cpu_sustained_percent",
+            "CPU, all cores, mean of the last minute",
+            registry=r,
+        )
+        self.memory_percent = Gauge(
+            "sieve_console_host_memory_percent", "Memory used", registry=r
+        )
+        self.memory_used = Gauge(
+            "sieve_console_host_memory_used_bytes", "Memory used", registry=r
+        )
+        self.ray_nodes_alive = Gauge(
+            "sieve_console_ray_nodes_alive", "Ray nodes alive (-1: none)", registry=r
+        )
+        self.open_streams = Gauge(
+            "sieve_gateway_open_streams", "Device streams open", registry=r
+        )
+        self.inflight = Gauge(
+            "sieve_gateway_inflight_records", "Registrations unacked", registry=r
+        )
+        self.backpressure = Gauge(
+            "sieve_gateway_backpressure_events",
+            "Streams pushed back since the gateway started",
+            registry=r,
+        )
+        self.gateway_up = Gauge(
+            "sieve_gateway_up", "1 if the gateway answered", registry=r
+        )
+        self.registered = Gauge(
+            "sieve_round_registered",
+            "Registrations stored this round (store counts)",
+            ["district"],
+            registry=r,
+        )
+
+    def update(
+        self,
+        host: HostSample,
+        nodes: list[RayNode] | None,
+        ingest: IngestSnapshot | None,
+    ) -> None:
+        """Set every gauge from the latest samples."""
+        for index, value in enumerate(host.cpu_per_core):
+            self.cpu_core.labels(core=str(index)).set(value)
+        self.cpu_total.set(host.cpu_total)
+        self.cpu_sustained.set(host.cpu_sustained)
+        self.memory_percent.set(host.memory_percent)
+        self.memory_used.set(host.memory_used_bytes)
+        self.ray_nodes_alive.set(
+            -1 if nodes is None else sum(1 for n in nodes if n.alive)
+        )
+        if ingest is None:
+            return
+        gateway = ingest.gateway
+        self.gateway_up.set(0 if gateway is None else 1)
+        if gateway is not None:
+            self.open_streams.set(gateway.open_streams)
+            self.inflight.set(gateway.inflight)
+            self.backpressure.set(gateway.backpressure_events)
+        for district in ingest.districts:
+            self.registered.labels(district=district.code).set(district.registered)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every gauge."""
+        return generate_latest(self.registry)

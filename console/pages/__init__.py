@@ -1,0 +1,1 @@
+"""Console pages, one module each; :func:`console.app.build` registers them."""

@@ -1,0 +1,237 @@
+"""The console in a real browser, fed by a real gateway, Ray and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from ray.cluster_utils import Cluster
+
+from console.auth import hash_password
+from engine.config import REPO_ROOT, Settings
+from engine.store import CqlStore
+from perf.device import DeviceReport, send_all
+from sieve.v1 import ingest_pb2
+from tests.conftest import GatewayThread, free_port
+from tests.helpers import device_token, make_registrations
+
+pytestmark = pytest.mark.integration
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ARTIFACTS = REPO_ROOT / "artifacts" / "console"
+SITE = "120101-001"
+DISTRICT = "120101"
+DEVICE = f"{SITE}-D0007"
+COUNT = 4_000
+
+
+def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    end = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def console_url(
+    settings: Settings,
+    gateway: GatewayThread,
+    ray_local: Cluster,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """The console app in a subprocess, pointed at the module's gateway."""
+    users = tmp_path_factory.mktemp("console") / "users.toml"
+    users.write_text(
+        f'[users.cmd]\nrole = "command"\npassword = "{hash_password("c-pw")}"\n'
+        f'[users.op]\nrole = "operator"\npassword = "{hash_password("o-pw")}"\n',
+        encoding="utf-8",
+    )
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
+        "SIEVE_CQL_KEYSPACE": settings.cql_keyspace,
+        "SIEVE_KEYS_FILE": str(settings.keys_file),
+        "SIEVE_GATEWAY_PORT": str(settings.gateway_port),
+        "SIEVE_CONSOLE_PORT": str(port),
+        "SIEVE_CONSOLE_USERS_FILE": str(users),
+        "SIEVE_CONSOLE_REFRESH_S": "1",
+        "SIEVE_RAY_ADDRESS": ray_local.address,
+        "SIEVE_LOG_LEVEL": "WARNING",
+    }
+    log_path = tmp_path_factory.mktemp("console-log") / "console.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "console.main"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+
+            def up() -> bool:
+                assert proc.poll() is None, log_path.read_text(errors="replace")
+                try:
+                    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as r:
+                        return b"sieve_gateway_up 1.0" in r.read()
+                except OSError:
+                    return False
+
+            _wait(up, 60, "the console to serve")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(15)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("apt-get install -y chromium")
+    with playwright_api.sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+def _login(browser: Any, url: str, user: str, password: str) -> Any:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{url}/login")
+    page.get_by_test_id("username").fill(user)
+    page.get_by_test_id("password").fill(password)
+    page.get_by_test_id("login").click()
+    page.wait_for_url(f"{url}/")
+    return page
+
+
+def _chart_data(page: Any, testid: str) -> list[Any]:
+    handle = page.get_by_test_id(testid).element_handle()
+    return list(
+        page.evaluate("el => getElement(el).chart.getOption().series[0].data", handle)
+    )
+
+
+def _store_count(store: CqlStore, district: str) -> int:
+    rows = store.execute_sync(
+        "SELECT COUNT(*) FROM {ks}.registrations_by_minute"
+        " WHERE round = 1 AND district = %s ALLOW FILTERING",
+        (district,),
+    )
+    return int(rows[0].count)
+
+
+def _stream_in_background(settings: Settings, regs: list[Any]) -> threading.Thread:
+    report: dict[str, DeviceReport] = {}
+
+    async def send() -> None:
+        async with grpc.aio.insecure_channel(settings.gateway_address) as channel:
+            report["r"] = await send_all(
+                channel, DEVICE, device_token(settings, DEVICE), regs, window=8
+            )
+
+    thread = threading.Thread(target=lambda: asyncio.run(send()), daemon=True)
+    thread.report = report  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def test_console_shows_live_ingest(
+    settings: Settings, store: CqlStore, console_url: str, browser: Any
+) -> None:
+    """Live chart grows, counts match the store, CPU shows, command is refused."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    regs = make_registrations(COUNT, SITE, seed=41)
+    page = _login(browser, console_url, "op", "o-pw")
+
+    before = sum(_chart_data(page, "city-chart"))
+    sender = _stream_in_background(settings, regs)
+    seen = [before]
+
+    def grew() -> bool:
+        total = sum(_chart_data(page, "city-chart"))
+        if total > seen[-1]:
+            seen.append(total)
+        return len(seen) >= 3
+
+    _wait(grew, 90, "the per-minute chart to grow twice")
+    sender.join(180)
+    assert not sender.is_alive()
+    acks = sender.report["r"].acks.values()  # type: ignore[attr-defined]
+    assert COUNT == sum(ack.status == ingest_pb2.STORED for ack in acks)
+    _wait(lambda: COUNT == sum(_chart_data(page, "city-chart")), 20, "all stored")
+    page.screenshot(path=str(ARTIFACTS / "city.png"), full_page=True)
+
+    page.goto(f"{console_url}/districts")
+    expected = _store_count(store, DISTRICT)
+    assert COUNT == expected
+    registered = page.get_by_test_id(f"registered-{DISTRICT}")
+    _wait(lambda: registered.inner_text() == str(expected), 30, "store count")
+    assert str(expected) == registered.inner_text()
+    assert "0.00" not in page.get_by_test_id(f"coverage-{DISTRICT}").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "districts.png"), full_page=True)
+
+    page.goto(f"{console_url}/saturation")
+    cpu = page.get_by_test_id("cpu-total")
+    _wait(lambda: re.fullmatch(r"\d+%", cpu.inner_text()), 20, "CPU reading")
+    assert page.get_by_text(f"This machine: {socket.gethostname()}").is_visible()
+    cores = _wait(lambda: _chart_data(page, "cpu-cores"), 20, "per-core CPU")
+    assert os.cpu_count() == len(cores)
+    ray_rows = page.locator('[data-testid="ray-nodes"] tbody tr')
+    _wait(lambda: 2 == ray_rows.count(), 30, "the two Ray nodes")
+    page.screenshot(path=str(ARTIFACTS / "saturation.png"), full_page=True)
+
+    page.goto(f"{console_url}/operator")
+    number = regs[0].document_number
+    page.get_by_test_id("id-number").fill(number)
+    page.get_by_test_id("lookup").click()
+    result = page.get_by_test_id("lookup-result")
+    _wait(lambda: "registration" in result.inner_text(), 20, "look-up")
+    shown = result.inner_text()
+    assert shown.startswith(f"{number[:6]}********{number[-4:]}: 1 registration")
+    assert number not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "operator.png"), full_page=True)
+
+    command = _login(browser, console_url, "cmd", "c-pw")
+    response = command.goto(f"{console_url}/operator")
+    assert 403 == response.status
+    assert "may not open" in command.get_by_test_id("refused").inner_text()
+    command.screenshot(path=str(ARTIFACTS / "operator-refused.png"))
+
+    metrics = urllib.request.urlopen(f"{console_url}/metrics", timeout=5).read()
+    assert b"sieve_console_host_cpu_percent" in metrics
+    assert f'sieve_round_registered{{district="{DISTRICT}"}} {COUNT}.0'.encode() in (
+        metrics
+    )
+    (REPO_ROOT / "docs").mkdir(exist_ok=True)
+    shutil.copyfile(ARTIFACTS / "city.png", REPO_ROOT / "docs" / "console.png")
