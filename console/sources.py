@@ -121,6 +121,9 @@ class MinuteCountCache:
         return len(self._counts)
 
 
+# TODO: one gateway address is read; with several gateways the streams,
+# in-flight and rejected figures cover only that one. Summing every gateway's
+# Operations answer (or reading them from the store) would give the city view.
 class GatewayStoreSource:
     """Reads the gateway's Operations service and the store's minute counts.
 
