@@ -26,8 +26,11 @@ __all__ = ["main", "run"]
 
 def _register_extensions() -> None:
     from engine.ocr_cli import ocr
+    from perf.cli import bench, plan
 
     main.add_command(ocr)
+    main.add_command(bench)
+    main.add_command(plan)
 
 
 def _settings() -> Settings:
