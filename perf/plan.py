@@ -48,15 +48,19 @@ class Rates:
     shard: float
     store: float
     source: str
+    store_ceiling_per_node: float | None = None
+    """Registrations/s one store node took from a bare client (its write
+    concurrency, not its CPU, set it), when a result measured it."""
 
 
 DEFAULT_RATES = Rates(
-    gateway=1_200.0,
-    shard=1_500.0,
-    store=450.0,
+    gateway=1_100.0,
+    shard=850.0,
+    store=600.0,
     source="documented defaults (perf/plan.py), no result file found",
 )
-"""Rounded from the first steady runs on the 2-core dev machine (RESULTS.md)."""
+"""Rounded from perf/results/steady.json of 2026-12-03 (2-core dev machine,
+engine as is, 12.6 registrations per host batch); see perf/RESULTS.md."""
 
 SUSTAINED_TARGET_PER_S = 3_625
 DAY_PEAK_FACTOR = RateCurve(1.0, 1.0, shape="day").peak_factor()
@@ -132,6 +136,7 @@ def rates_from_results(directory: Path = RESULTS_DIR) -> Rates:
         shard=stored / shard_s,
         store=stored / store_s,
         source=f"{data['_path']} ({data.get('meta', {}).get('date', '?')})",
+        store_ceiling_per_node=data.get("ceiling_store_per_s"),
     )
 
 
@@ -178,6 +183,14 @@ def plan_text(needs: PlanInput, rates: Rates, plan: Plan) -> str:
             f"{tier.cores:7,.1f} cores{extra} -> {tier.nodes} nodes of "
             f"{needs.node_cores} cores"
         )
+    ceiling = rates.store_ceiling_per_node
+    if ceiling:
+        capped = math.ceil(plan.design_per_s * needs.replication / ceiling)
+        lines.append(
+            f"  store, if each node keeps the measured write ceiling of"
+            f" {ceiling:,.0f}/s (dev node: concurrent_writes 16, 10 ms group"
+            f" commit): {capped} nodes instead"
+        )
     lines += [
         "assumptions:",
         f"  peak factor {needs.peak_factor:.2f}: peak/mean of the bench day curve"
@@ -192,6 +205,7 @@ def plan_text(needs: PlanInput, rates: Rates, plan: Plan) -> str:
         f" {needs.replication} store nodes (LOCAL_QUORUM needs a quorum of"
         " replicas up)",
         "  store rate measured at replication 1 on one node, commit log"
-        " group-synced; each replica repeats the write",
+        " group-synced; each replica repeats the write; the node count by"
+        " cores assumes the store is CPU-bound (write concurrency raised)",
     ]
     return "\n".join(lines)

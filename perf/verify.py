@@ -10,7 +10,6 @@ are then read against what the devices sent and were told.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -140,8 +139,3 @@ def check_store(settings: Settings, ids: bytes, status: np.ndarray) -> StoreChec
         scan_s=round(check.scan_s, 1),
     )
     return check
-
-
-def id_text(key: bytes) -> str:
-    """A 16-byte id as the UUID text devices send (for reports)."""
-    return str(uuid.UUID(bytes=key))
