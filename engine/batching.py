@@ -27,8 +27,11 @@ class MicroBatcher(Generic[Item]):
     holds ``max_records``, or ``wait_s`` after its first registration arrived,
     whichever comes first (``wait_s == 0`` sends on the next loop turn, which
     still gathers everything that arrived in the same turn). At most
-    ``max_inflight_batches`` sends run at once; further batches wait for a
-    slot, still growing up to ``max_records`` while they wait.
+    ``max_inflight_batches`` sends run at once. A batch is cut only when a
+    send slot is free: while all are busy, registrations keep gathering, and
+    the moment a send finishes the next batch (up to ``max_records``) goes.
+    Cutting on the timer regardless would queue many tiny batches behind the
+    busy slots, each paying a full store round trip.
 
     Backpressure is not this class's job: the gateway bounds how many
     registrations exist at all. A failed send fails every registration in
@@ -59,7 +62,8 @@ class MicroBatcher(Generic[Item]):
         self._send = send
         self._max_records = max_records
         self._wait_s = wait_s
-        self._slots = asyncio.Semaphore(max_inflight_batches)
+        self._max_inflight = max_inflight_batches
+        self.curr_inflight_batches = 0
         self._records: list[Item] = []
         self._futures: list[asyncio.Future[Outcome]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -82,28 +86,33 @@ class MicroBatcher(Generic[Item]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._records:
-            return
-        records, futures = self._records, self._futures
-        self._records, self._futures = [], []
-        task = asyncio.get_running_loop().create_task(self._dispatch(records, futures))
-        # Keep a reference: the loop holds tasks weakly.
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        while self._records and self.curr_inflight_batches < self._max_inflight:
+            cut = self._max_records
+            records, futures = self._records[:cut], self._futures[:cut]
+            del self._records[:cut], self._futures[:cut]
+            self.curr_inflight_batches += 1
+            task = asyncio.get_running_loop().create_task(
+                self._dispatch(records, futures)
+            )
+            # Keep a reference: the loop holds tasks weakly.
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _dispatch(
         self, records: list[Item], futures: list[asyncio.Future[Outcome]]
     ) -> None:
-        async with self._slots:
-            try:
-                outcomes = await self._send(self.target, records)
-            except Exception as exc:  # noqa: BLE001 - handed to every waiter
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
-                return
-            finally:
-                self.curr_waiting -= len(records)
+        try:
+            outcomes = await self._send(self.target, records)
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self.curr_waiting -= len(records)
+            self.curr_inflight_batches -= 1
+            # A slot is free: whatever gathered meanwhile goes now.
+            self._flush()
         self.num_batches += 1
         self.num_records += len(records)
         for future, outcome in zip(futures, outcomes, strict=True):

@@ -109,3 +109,29 @@ async def test_failed_send_fails_every_waiter_of_that_batch() -> None:
     )
     assert all(isinstance(r, StoreUnavailable) for r in results)
     assert 0 == batcher.curr_waiting
+
+
+async def test_busy_slots_let_the_next_batch_grow() -> None:
+    """With every slot busy, arrivals gather and go as one batch when one frees.
+
+    Regression: cutting on the timer while slots were busy queued many batches
+    of one or two registrations, each paying a full store round trip.
+    """
+    sender = RecordingSender()
+    batcher = MicroBatcher(
+        0, sender, max_records=100, wait_s=0.0, max_inflight_batches=1
+    )
+    first = asyncio.ensure_future(batcher.submit(_record(0)))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    later = []
+    for i in range(1, 6):  # one arrival per loop turn: the zero wait expires
+        later.append(asyncio.ensure_future(batcher.submit(_record(i))))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert [1] == [len(b) for b in sender.batches]
+
+    sender.release.set()
+    await asyncio.gather(first, *later)
+
+    assert [1, 5] == [len(b) for b in sender.batches]
