@@ -298,7 +298,8 @@ def _fetch_stats(address: str, minutes: int):  # type: ignore[no-untyped-def]
     from sieve.v1 import operations_pb2, operations_pb2_grpc
 
     with grpc.insecure_channel(address) as channel:
-        stub = operations_pb2_grpc.OperationsStub(channel)  # type: ignore[no-untyped-call]
+        make_stub = operations_pb2_grpc.OperationsStub
+        stub = make_stub(channel)  # type: ignore[no-untyped-call]
         return stub.GetIngestStats(
             operations_pb2.IngestStatsRequest(minutes=minutes), timeout=5
         )

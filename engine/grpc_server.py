@@ -175,9 +175,9 @@ class GatewayServer:
         # TODO: Operations and reflection share the device port without
         # authentication; anyone who reaches the port can read ingest counts
         # and the schema. Serve them on an operator port, or check a role.
-        operations_pb2_grpc.add_OperationsServicer_to_server(  # type: ignore[no-untyped-call]
-            _Operations(gateway), self.server
-        )
+        add_operations = operations_pb2_grpc.add_OperationsServicer_to_server
+        operations = _Operations(gateway)
+        add_operations(operations, self.server)  # type: ignore[no-untyped-call]
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

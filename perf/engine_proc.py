@@ -70,7 +70,8 @@ def fetch_stats(
 ) -> operations_pb2.IngestStatsResponse:
     """The gateway's counters (open streams, in flight, backpressure...)."""
     with grpc.insecure_channel(address) as channel:
-        stub = operations_pb2_grpc.OperationsStub(channel)  # type: ignore[no-untyped-call]
+        make_stub = operations_pb2_grpc.OperationsStub
+        stub = make_stub(channel)  # type: ignore[no-untyped-call]
         reply: operations_pb2.IngestStatsResponse = stub.GetIngestStats(
             operations_pb2.IngestStatsRequest(minutes=1), timeout=timeout_s
         )

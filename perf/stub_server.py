@@ -92,9 +92,8 @@ async def serve(port: int) -> None:
     ingest_pb2_grpc.add_IngestServicer_to_server(  # type: ignore[no-untyped-call]
         ingest, server
     )
-    operations_pb2_grpc.add_OperationsServicer_to_server(  # type: ignore[no-untyped-call]
-        StubOperations(ingest), server
-    )
+    add_operations = operations_pb2_grpc.add_OperationsServicer_to_server
+    add_operations(StubOperations(ingest), server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     stopping = asyncio.Event()

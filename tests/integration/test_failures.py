@@ -66,7 +66,8 @@ def test_killed_shard_host_loses_and_duplicates_nothing(
                 streams.append(stream)
             runs = [asyncio.ensure_future(s.run(deadline_s=240)) for s in streams]
             # Polls other tasks' progress: no event marks "a quarter acked".
-            while sum(len(s.report.acks) for s in streams) < len(ids) // 4:  # noqa: ASYNC110
+            quarter = len(ids) // 4
+            while sum(len(s.report.acks) for s in streams) < quarter:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             os.kill(victim_pid, signal.SIGKILL)
             return await asyncio.gather(*runs)

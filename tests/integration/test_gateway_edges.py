@@ -12,7 +12,7 @@ import pytest
 from engine.config import REPO_ROOT, Settings
 from engine.pii import PiiCipher
 from engine.store import CqlStore
-from perf.device import send_all
+from perf.device import DeviceReport, send_all
 from sieve.v1 import ingest_pb2
 from tests.conftest import GatewayThread
 from tests.helpers import INDEX_TABLES, device_token, make_registrations, stored_ids
@@ -124,7 +124,7 @@ def test_malformed_message_ends_only_that_stream(
     """Garbage bytes get INVALID_ARGUMENT while another device is fully served."""
     healthy = make_registrations(300, "120104-004", seed=904)
 
-    async def scenario() -> tuple[grpc.StatusCode, object]:
+    async def scenario() -> tuple[grpc.StatusCode, DeviceReport]:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
             raw = channel.stream_stream(
                 "/sieve.v1.Ingest/Register",
@@ -154,9 +154,9 @@ def test_malformed_message_ends_only_that_stream(
     code, report = asyncio.run(scenario())
 
     assert grpc.StatusCode.INVALID_ARGUMENT == code
-    statuses = {ack.status for ack in report.acks.values()}  # type: ignore[attr-defined]
+    statuses = {ack.status for ack in report.acks.values()}
     assert {ingest_pb2.STORED} == statuses
-    assert len(healthy) == len(report.acks)  # type: ignore[attr-defined]
+    assert len(healthy) == len(report.acks)
 
 
 def test_store_holds_no_plaintext_name_or_id(

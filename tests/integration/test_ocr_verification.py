@@ -9,6 +9,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -76,9 +77,9 @@ def _send(settings: Settings, address: str, registrations: list) -> dict:
     return asyncio.run(run())
 
 
-def _verdicts(store: CqlStore, ids: list[str]) -> dict[str, object]:
+def _verdicts(store: CqlStore, ids: list[str]) -> dict[str, Any]:
     deadline = time.monotonic() + VERDICT_GUARD_S
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}
     while time.monotonic() < deadline and len(found) < len(ids):
         for key in ids:
             rows = store.execute_sync(
@@ -110,12 +111,12 @@ def test_honest_record_matches_and_altered_id_is_flagged(
         assert ingest_pb2.STORED == ack.status
         assert ingest_pb2.IMAGE_ACCEPTED == ack.image
     verdicts = _verdicts(store, [honest.registration_id, altered.registration_id])
-    assert "MATCH" == verdicts[honest.registration_id].verdict  # type: ignore[attr-defined]
+    assert "MATCH" == verdicts[honest.registration_id].verdict
     flagged = verdicts[altered.registration_id]
-    assert "MISMATCH" == flagged.verdict  # type: ignore[attr-defined]
-    assert "id_number" == flagged.field  # type: ignore[attr-defined]
+    assert "MISMATCH" == flagged.verdict
+    assert "id_number" == flagged.field
     server_read = cipher.open(
-        flagged.server_read_sealed,  # type: ignore[attr-defined]
+        flagged.server_read_sealed,
         uuid.UUID(altered.registration_id).bytes,
     )
     assert altered_card.truth.id_number == server_read
@@ -170,7 +171,7 @@ def test_pending_photos_of_a_killed_host_are_verified_after_restart(
     verdicts = _verdicts(store, ids)
 
     assert set(ids) == set(verdicts)
-    assert {"MATCH"} == {v.verdict for v in verdicts.values()}  # type: ignore[attr-defined]
+    assert {"MATCH"} == {v.verdict for v in verdicts.values()}
     assert pid != ray.get(host.pid.remote())
     pending = store.execute_sync(
         "SELECT registration_id FROM {ks}.ocr_pending WHERE shard = %s", (shard_id,)
