@@ -92,7 +92,9 @@ def make_tube_code(site_id: str, serial: int) -> str:
     if not (sep and _digits(district, 6) and _digits(number, 3)):
         raise BarcodeError(f"site id {site_id!r} is not <district>-<nnn>")
     if not 0 <= serial < TUBE_SERIAL_LIMIT:
-        raise BarcodeError(f"tube serial {serial} is outside 0..{TUBE_SERIAL_LIMIT - 1}")
+        raise BarcodeError(
+            f"tube serial {serial} is outside 0..{TUBE_SERIAL_LIMIT - 1}"
+        )
     payload = f"T{district}{number}{serial:07d}"
     return payload + check_character(payload)
 
@@ -136,7 +138,9 @@ def parse_box_code(text: str) -> BoxCode:
 def _normalise(text: str, marker: str, length: int, kind: str) -> str:
     code = text.strip().upper()
     if len(code) != length:
-        raise BarcodeError(f"{kind} barcode must be {length} characters, got {len(code)}")
+        raise BarcodeError(
+            f"{kind} barcode must be {length} characters, got {len(code)}"
+        )
     if code[0] != marker:
         raise BarcodeError(f"{kind} barcode must start with {marker!r}")
     if any(char not in _VALUE for char in code):
