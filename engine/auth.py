@@ -1,7 +1,8 @@
-"""Device authentication: who may open an ingest stream, and for which sites.
+"""Device authentication: who a device is, its role, and where it may act.
 
 A device presents its id and a bearer token. Devices listed in the city file
-carry the SHA-256 of their token; the many generated devices (``<site>-Dnnnn``)
+carry the SHA-256 of their token; the many generated devices (see
+:mod:`engine.city`)
 have tokens derived as HMAC-SHA256(device-token key, device id), so issuing a
 token needs the key and nothing is stored per device. A revoked device is
 refused whatever token it shows.
@@ -14,7 +15,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from engine.city import City
+from engine.city import City, Role
 from engine.exceptions import AuthenticationError
 
 __all__ = ["AuthenticatedDevice", "DeviceAuthenticator", "make_device_token"]
@@ -22,11 +23,16 @@ __all__ = ["AuthenticatedDevice", "DeviceAuthenticator", "make_device_token"]
 
 @dataclass(frozen=True, slots=True)
 class AuthenticatedDevice:
-    """A device whose token checked out, and the district it may serve."""
+    """A device whose token checked out, its role and where it serves.
+
+    ``district`` is empty for lab devices, which serve every district.
+    """
 
     id: str
     site: str
     district: str
+    role: Role = Role.COLLECTOR
+    lab: str = ""
 
 
 def make_device_token(device_token_key: bytes, device_id: str) -> str:
@@ -64,5 +70,10 @@ class DeviceAuthenticator:
         if not ok:
             raise AuthenticationError("device not accepted", cause="bad_token")
 
-        district = self._city.sites[entry.site].district
-        return AuthenticatedDevice(id=device_id, site=entry.site, district=district)
+        return AuthenticatedDevice(
+            id=device_id,
+            site=entry.site,
+            district=entry.district,
+            role=entry.role,
+            lab=entry.lab,
+        )

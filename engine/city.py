@@ -1,21 +1,38 @@
-"""The city as Sieve knows it: districts, collection sites and devices.
+"""The city as Sieve knows it: districts, sites, labs and devices with roles.
 
 Read once at start from a TOML file (``config/tianjin.toml`` in development).
 A registration's district is always its collection site's district; a device
 may register at any site of the district it belongs to.
+
+Devices have one role each, told by their generated names:
+
+* ``<site>-Dnnnn`` collectors (register residents, seal tubes),
+* ``<site>-Pnn`` printers (allocate tube labels for their site),
+* ``<district>-Tnnn`` transporters (box, sign for and carry tubes),
+* ``<lab>-Lnn`` lab scanners (receive boxes, upload results).
 """
 
 from __future__ import annotations
 
+import enum
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.exceptions import CityConfigError
 
-__all__ = ["City", "DeviceEntry", "District", "Site", "load_city"]
+__all__ = ["City", "DeviceEntry", "District", "Lab", "Role", "Site", "load_city"]
+
+
+class Role(enum.StrEnum):
+    """What a device may do; each gRPC call names the roles it accepts."""
+
+    COLLECTOR = "collector"
+    PRINTER = "printer"
+    TRANSPORTER = "transporter"
+    LAB = "lab"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +55,28 @@ class Site:
 
 
 @dataclass(frozen=True, slots=True)
+class Lab:
+    """A testing laboratory that receives boxes and uploads results."""
+
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceEntry:
-    """A collector device and the digest of the token it must present.
+    """A device, its role, where it belongs, and the digest of its token.
 
     ``token_sha256`` is empty for devices whose token is derived from the
-    device-token key (see :mod:`engine.auth`).
+    device-token key (see :mod:`engine.auth`). ``site`` is set for collectors
+    and printers, ``district`` for every role but labs, ``lab`` for labs.
     """
 
     id: str
     site: str
     token_sha256: str = ""
+    role: Role = Role.COLLECTOR
+    district: str = ""
+    lab: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +89,10 @@ class City:
     devices: Mapping[str, DeviceEntry]
     revoked: frozenset[str]
     devices_per_site: int
+    labs: Mapping[str, Lab] = field(default_factory=dict)
+    printers_per_site: int = 2
+    transporters_per_district: int = 50
+    devices_per_lab: int = 10
 
     def district_of_site(self, site_id: str) -> str | None:
         """Return the district code of a site, or None for an unknown site."""
@@ -69,18 +102,33 @@ class City:
     def device(self, device_id: str) -> DeviceEntry | None:
         """Return a configured or generated device, or None if there is none.
 
-        Generated devices are named ``<site>-D<nnnn>`` with nnnn below
-        ``devices_per_site``; they take their token from the device-token key.
+        Generated devices (see the module docstring) take their token from the
+        device-token key; the number must be below the configured count.
         """
         entry = self.devices.get(device_id)
         if entry is not None:
             return entry
-        site_id, sep, number = device_id.rpartition("-D")
-        if not sep or site_id not in self.sites or not number.isdigit():
+        owner, sep, tail = device_id.rpartition("-")
+        if not sep or len(tail) < 3 or not tail[1:].isdigit():
             return None
-        if len(number) != 4 or int(number) >= self.devices_per_site:
+        kind, number = tail[0], int(tail[1:])
+        width, limit = {
+            "D": (5, self.devices_per_site),
+            "P": (3, self.printers_per_site),
+            "T": (4, self.transporters_per_district),
+            "L": (3, self.devices_per_lab),
+        }.get(kind, (0, 0))
+        if len(tail) != width or number >= limit:
             return None
-        return DeviceEntry(id=device_id, site=site_id)
+        if kind in "DP" and owner in self.sites:
+            role = Role.COLLECTOR if kind == "D" else Role.PRINTER
+            district = self.sites[owner].district
+            return DeviceEntry(device_id, owner, role=role, district=district)
+        if kind == "T" and owner in self.districts:
+            return DeviceEntry(device_id, "", role=Role.TRANSPORTER, district=owner)
+        if kind == "L" and owner in self.labs:
+            return DeviceEntry(device_id, "", role=Role.LAB, lab=owner)
+        return None
 
     def generated_device_ids(self) -> Iterator[str]:
         """Yield every generated device id, site by site."""
@@ -121,17 +169,48 @@ def load_city(path: Path, *, default_shards: int = 2) -> City:
     sites = _read_sites(raw, districts)
     devices_section = raw.get("devices", {})
     devices = _read_devices(devices_section, sites)
-    per_site = int(devices_section.get("per_site", 0))
-    if not 0 <= per_site <= 10_000:
-        raise CityConfigError("devices.per_site must be 0..10000", value=per_site)
+    counts = {
+        name: _count(devices_section, name, default, limit)
+        for name, default, limit in (
+            ("per_site", 0, 10_000),
+            ("printers_per_site", 2, 100),
+            ("transporters_per_district", 50, 1_000),
+            ("per_lab", 10, 100),
+        )
+    }
     return City(
         name=str(raw.get("city", {}).get("name", path.stem)),
         districts=districts,
         sites=sites,
         devices=devices,
         revoked=frozenset(devices_section.get("revoked", [])),
-        devices_per_site=per_site,
+        devices_per_site=counts["per_site"],
+        labs=_read_labs(raw),
+        printers_per_site=counts["printers_per_site"],
+        transporters_per_district=counts["transporters_per_district"],
+        devices_per_lab=counts["per_lab"],
     )
+
+
+def _count(section: dict[str, Any], name: str, default: int, limit: int) -> int:
+    value = int(section.get(name, default))
+    if not 0 <= value < limit:
+        raise CityConfigError(f"devices.{name} must be 0..{limit - 1}", value=value)
+    return value
+
+
+def _read_labs(raw: dict[str, Any]) -> dict[str, Lab]:
+    labs: dict[str, Lab] = {}
+    for item in raw.get("labs", []):
+        code = str(item.get("code", ""))
+        if not (code.isascii() and code.isalnum() and code.isupper()):
+            raise CityConfigError(
+                "lab code must be upper-case letters/digits", code=code
+            )
+        if code in labs:
+            raise CityConfigError("lab defined twice", code=code)
+        labs[code] = Lab(code=code, name=str(item.get("name", code)))
+    return labs
 
 
 def _read_districts(raw: dict[str, Any], default_shards: int) -> dict[str, District]:
@@ -183,14 +262,27 @@ def _read_devices(
 ) -> dict[str, DeviceEntry]:
     devices: dict[str, DeviceEntry] = {}
     for item in section.get("registered", []):
+        site = str(item["site"])
+        if site not in sites:
+            raise CityConfigError(
+                "device names an unknown site", device=str(item["id"]), site=site
+            )
+        try:
+            role = Role(str(item.get("role", Role.COLLECTOR)))
+        except ValueError:
+            raise CityConfigError(
+                "device role must be collector or printer", device=str(item["id"])
+            ) from None
+        if role not in (Role.COLLECTOR, Role.PRINTER):
+            raise CityConfigError(
+                "device role must be collector or printer", device=str(item["id"])
+            )
         entry = DeviceEntry(
             id=str(item["id"]),
-            site=str(item["site"]),
+            site=site,
             token_sha256=str(item.get("token_sha256", "")).lower(),
+            role=role,
+            district=sites[site].district,
         )
-        if entry.site not in sites:
-            raise CityConfigError(
-                "device names an unknown site", device=entry.id, site=entry.site
-            )
         devices[entry.id] = entry
     return devices

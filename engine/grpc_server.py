@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.auth import AuthenticatedDevice
+from engine.city import Role
 from engine.exceptions import AuthenticationError, BackpressureError
 from engine.gateway import AckFields, IngestGateway
 from sieve.v1 import ingest_pb2, operations_pb2, operations_pb2_grpc
@@ -224,6 +225,13 @@ class GatewayServer:
         except AuthenticationError as exc:
             log.info("device_refused", device=device_id, cause=exc.fields.get("cause"))
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
+            return
+        if device.role is not Role.COLLECTOR:
+            log.info("device_refused", device=device_id, cause="role")
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a {device.role} device may not register residents",
+            )
             return
 
         stream = _IngestStream(self.gateway, device)
