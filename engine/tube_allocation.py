@@ -10,6 +10,7 @@ site covers its serial.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -45,11 +46,11 @@ class AllocationError(IngestError):
 
 
 class TubeBatch(NamedTuple):
-    """Serials ``first_serial`` .. ``first_serial + count - 1`` of one site."""
+    """Serials ``first_serial`` .. ``first_serial + size - 1`` of one site."""
 
     site: str
     first_serial: int
-    count: int
+    size: int
     capacity: int
     printer: str
     allocated_at_ms: int
@@ -58,12 +59,12 @@ class TubeBatch(NamedTuple):
         """Every barcode of the batch, in serial order."""
         return [
             make_tube_code(self.site, serial)
-            for serial in range(self.first_serial, self.first_serial + self.count)
+            for serial in range(self.first_serial, self.first_serial + self.size)
         ]
 
     def covers(self, serial: int) -> bool:
         """Whether the serial belongs to this batch."""
-        return self.first_serial <= serial < self.first_serial + self.count
+        return self.first_serial <= serial < self.first_serial + self.size
 
 
 class SiteBatches:
@@ -180,8 +181,10 @@ def _batch(row: Sequence[Any]) -> TubeBatch:
     return TubeBatch(
         site=str(site),
         first_serial=int(first_serial),
-        count=int(count),
+        size=int(count),
         capacity=int(capacity),
         printer=str(printer or ""),
-        allocated_at_ms=0 if allocated is None else int(allocated.timestamp() * 1000),
+        allocated_at_ms=0
+        if allocated is None
+        else int(allocated.replace(tzinfo=dt.UTC).timestamp() * 1000),
     )
