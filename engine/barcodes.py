@@ -2,7 +2,7 @@
 
 A tube code names the site it was printed for and a serial::
 
-    T 120101 001 0000042 K
+    T 120101 001 0000042 V
     | |      |   |       check character (Luhn mod 36 over what precedes it)
     | |      |   serial within the site, 7 digits
     | |      site number within the district (the part after ``-`` in its id)
@@ -11,7 +11,7 @@ A tube code names the site it was printed for and a serial::
 
 A box code names the district whose transporters own the box::
 
-    B 120101 00017 Q
+    B 120101 00017 4
 
 Both are upper-case letters and digits only, so Code 128 prints them compactly
 and a scanner's misread of any single character fails the check.
