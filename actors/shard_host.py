@@ -28,7 +28,7 @@ from engine.shard import ShardWriter
 from engine.store import CqlStore
 from engine.verification import OcrVerifier
 
-__all__ = ["ShardHostActor", "shard_host_name"]
+__all__ = ["ShardHostActor", "read_host_stats", "shard_host_name"]
 
 log = structlog.get_logger()
 
@@ -36,6 +36,28 @@ log = structlog.get_logger()
 def shard_host_name(index: int) -> str:
     """Ray actor name of shard host ``index``."""
     return f"shard-host-{index}"
+
+
+HOST_STATS_TIMEOUT_S = 2.0
+"""How long a stats read waits for a host; a busy or restarting host is shown
+as not answering rather than holding up the whole reading."""
+
+
+async def read_host_stats(
+    handles: Sequence[Any],
+) -> list[list[dict[str, Any]] | None]:
+    """Every host's :meth:`ShardHostActor.stats`, None where it did not answer."""
+
+    async def one(handle: Any) -> list[dict[str, Any]] | None:
+        try:
+            result: list[dict[str, Any]] = await asyncio.wait_for(
+                handle.stats.remote(), HOST_STATS_TIMEOUT_S
+            )
+        except (TimeoutError, ray.exceptions.RayError):
+            return None
+        return result
+
+    return list(await asyncio.gather(*(one(handle) for handle in handles)))
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -117,6 +139,13 @@ class ShardHostActor:
     def stats(self) -> list[dict[str, Any]]:
         """Counters of every shard on this host, and of its OCR verifier."""
         stats = [writer.stats() for writer in self._writers.values()]
+        stats.append(
+            {
+                "host": self._index,
+                "pid": os.getpid(),
+                "store_latency": self._store.latency.snapshot(),
+            }
+        )
         if self._verifier is not None:
             stats.append(
                 {

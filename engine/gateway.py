@@ -27,6 +27,7 @@ from engine.exceptions import (
     StoreError,
     StoreUnavailable,
 )
+from engine.presence import DevicePresence
 from engine.registration import Outcome, RejectReason
 from engine.routing import DistrictRouter, ShardItem, ShardPool
 from engine.validation import RegistrationValidator, Rejection
@@ -38,6 +39,15 @@ log = structlog.get_logger()
 
 
 NO_IMAGE = ImageCheck(ImageOutcome.NONE)
+
+TUBE_MESSAGES = {
+    RejectReason.TUBE_UNKNOWN: "tube barcode was never printed for a site",
+    RejectReason.TUBE_FULL: "tube is full; seal it and start a new one",
+    RejectReason.TUBE_SEALED: "tube is sealed; start a new one",
+    RejectReason.TUBE_IN_USE: "another collector is filling this tube",
+    RejectReason.TUBE_OTHER_ROUND: "tube holds samples of another round",
+}
+"""What the collector's screen says when a tube refuses a resident."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +118,8 @@ class IngestGateway:
             duplicate=MinuteCounter(),
             rejected=MinuteCounter(),
         )
-        self.devices_last_seen_ms: dict[str, int] = {}
+        self.presence = DevicePresence()
+        """Devices heard from and per-site stored counts, for the console."""
         self._auth = authenticator
         self._validator = RegistrationValidator(
             city,
@@ -134,8 +145,12 @@ class IngestGateway:
         except Exception:
             self.stats.num_unauthenticated += 1
             raise
-        self.devices_last_seen_ms[device.id] = _now_ms()
+        self.presence.seen(device.id, device.site, device.district, _now_ms())
         return device
+
+    def heartbeat(self, device: AuthenticatedDevice) -> None:
+        """Note a heartbeat: the device is alive though it has nothing to send."""
+        self.presence.seen(device.id, device.site, device.district, _now_ms())
 
     def admit(self) -> None:
         """Reserve room for one registration, or push the device back.
@@ -169,7 +184,7 @@ class IngestGateway:
         self, message: ingest_pb2.Registration, device: AuthenticatedDevice
     ) -> AckFields:
         received_at_ms = _now_ms()
-        self.devices_last_seen_ms[device.id] = received_at_ms
+        self.presence.seen(device.id, device.site, device.district, received_at_ms)
         checked = self._validator.validate(
             message, device, received_at_ms, uuid.uuid4().bytes
         )
@@ -189,7 +204,7 @@ class IngestGateway:
         image = check_card_image(message.id_card_image, self.settings.max_image_bytes)
         if image.outcome is ImageOutcome.ACCEPTED:
             checked = checked._replace(image=message.id_card_image)
-        shard_id = self._router.shard_for(checked.district, checked.registration_id)
+        shard_id = self._router.shard_for(checked.district, checked.tube.encode())
         try:
             batcher = self._batchers[self._router.host_for(shard_id)]
             outcome = await batcher.submit((shard_id, checked))
@@ -201,6 +216,16 @@ class IngestGateway:
             # acked, and say so loudly.
             log.error("store_refused_batch", error=str(exc))
             return self._retry_ack(message, received_at_ms, StoreUnavailable(str(exc)))
+        if isinstance(outcome, RejectReason):
+            self.stats.rejected.add(checked.district, received_at_ms)
+            return AckFields(
+                registration_id=message.registration_id,
+                outcome=Outcome.REJECTED,
+                received_at_ms=received_at_ms,
+                reason=outcome,
+                message=TUBE_MESSAGES.get(outcome, "refused by the tube's shard"),
+                image=image,
+            )
         if outcome is Outcome.RETRY:
             return self._retry_ack(
                 message, received_at_ms, StoreUnavailable("shard could not write")
@@ -210,6 +235,10 @@ class IngestGateway:
             self.stats.stored if outcome is Outcome.STORED else self.stats.duplicate
         )
         counter.add(checked.district, received_at_ms)
+        if outcome is Outcome.STORED:
+            self.presence.stored(
+                device.id, checked.site, checked.district, received_at_ms
+            )
         return AckFields(
             registration_id=message.registration_id,
             outcome=outcome,

@@ -8,6 +8,7 @@ an opaque INTERNAL error; every other stream carries on.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -21,6 +22,7 @@ from engine.auth import AuthenticatedDevice
 from engine.city import Role
 from engine.exceptions import AuthenticationError, BackpressureError
 from engine.gateway import AckFields, IngestGateway
+from engine.operations import HostStatsReader, list_devices, saturation
 from sieve.v1 import ingest_pb2, operations_pb2, operations_pb2_grpc
 
 __all__ = ["GatewayServer", "to_ack"]
@@ -77,6 +79,7 @@ class _IngestStream:
                 return
             kind = request.WhichOneof("kind")
             if kind == "heartbeat":
+                self._gateway.heartbeat(self._device)
                 self._out.put_nowait(
                     ingest_pb2.RegisterResponse(
                         heartbeat=ingest_pb2.HeartbeatAck(
@@ -151,6 +154,7 @@ class GatewayServer:
         gateway: IngestGateway,
         address: str,
         credentials: grpc.ServerCredentials | None = None,
+        host_stats: HostStatsReader | None = None,
     ) -> None:
         self.gateway = gateway
         self.address = address
@@ -177,7 +181,7 @@ class GatewayServer:
         # authentication; anyone who reaches the port can read ingest counts
         # and the schema. Serve them on an operator port, or check a role.
         add_operations = operations_pb2_grpc.add_OperationsServicer_to_server
-        operations = _Operations(gateway)
+        operations = _Operations(gateway, host_stats)
         add_operations(operations, self.server)  # type: ignore[no-untyped-call]
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -236,6 +240,9 @@ class GatewayServer:
 
         stream = _IngestStream(self.gateway, device)
         self.gateway.stats.curr_open_streams += 1
+        self.gateway.presence.stream_opened(
+            device.id, device.site, device.district, _now_ms()
+        )
         reader = asyncio.get_running_loop().create_task(stream.read(requests))
         try:
             async for response in stream.responses(reader):
@@ -243,6 +250,7 @@ class GatewayServer:
             reader.result()
         finally:
             self.gateway.stats.curr_open_streams -= 1
+            self.gateway.presence.stream_closed(device.id)
             if not reader.done():
                 reader.cancel()
         if stream.error is not None:
@@ -252,8 +260,29 @@ class GatewayServer:
 
 
 class _Operations(operations_pb2_grpc.OperationsServicer):
-    def __init__(self, gateway: IngestGateway) -> None:
+    def __init__(
+        self, gateway: IngestGateway, host_stats: HostStatsReader | None = None
+    ) -> None:
         self._gateway = gateway
+        self._host_stats = host_stats
+
+    async def ListDevices(  # noqa: N802 - name fixed by the proto
+        self,
+        request: operations_pb2.ListDevicesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> operations_pb2.ListDevicesResponse:
+        try:
+            return list_devices(self._gateway, request)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # pragma: no cover - abort raises
+
+    async def GetSaturation(  # noqa: N802 - name fixed by the proto
+        self,
+        request: operations_pb2.SaturationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> operations_pb2.SaturationResponse:
+        return await saturation(self._gateway, self._host_stats)
 
     async def GetIngestStats(  # noqa: N802 - name fixed by the proto
         self,
@@ -284,3 +313,7 @@ class _Operations(operations_pb2_grpc.OperationsServicer):
                 )
             )
         return reply
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

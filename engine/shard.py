@@ -64,6 +64,9 @@ _INSERT_MINUTE = (
     "INSERT INTO {ks}.registrations_by_minute (round, district, minute,"
     " registration_id, site, device) VALUES (?,?,?,?,?,?)"
 )
+_INSERT_ROUND_MINUTE = (
+    "INSERT INTO {ks}.round_minutes (round, minute, district) VALUES (?,?,?)"
+)
 
 
 class ShardWriter:
@@ -128,6 +131,7 @@ class ShardWriter:
         self._tube = store.prepare(_INSERT_TUBE)
         self._round = store.prepare(_INSERT_ROUND)
         self._minute = store.prepare(_INSERT_MINUTE)
+        self._round_minute = store.prepare(_INSERT_ROUND_MINUTE)
         self._image = store.prepare(_INSERT_IMAGE)
         self._pending = store.prepare(_INSERT_PENDING)
         self._on_stored = on_stored
@@ -330,6 +334,9 @@ class ShardWriter:
             )
             if needs_verification(record):
                 statements.append(self._pending.bind((self.shard_id, rid)))
+        # One row per (round, minute, district) of the batch, for the console.
+        minutes = {(r.round, minute_of(r.received_at_ms), r.district) for r in records}
+        statements.extend(self._round_minute.bind(key) for key in sorted(minutes))
         return statements
 
     def _main_statements(

@@ -72,6 +72,7 @@ async def start_gateway(
     Ray must already be initialised in this process.
     """
     from actors.ocr_batcher import start_ocr_actors
+    from actors.shard_host import read_host_stats
     from actors.shard_pool import RayShardPool, start_shard_hosts
 
     city = load_city(settings.city_config, default_shards=settings.shards_per_district)
@@ -94,7 +95,12 @@ async def start_gateway(
     gateway = IngestGateway(
         settings, city, DeviceAuthenticator(city, keyring.device_token), pool, router
     )
-    server = GatewayServer(gateway, settings.gateway_address, _credentials(settings))
+    server = GatewayServer(
+        gateway,
+        settings.gateway_address,
+        _credentials(settings),
+        host_stats=lambda: read_host_stats(hosts),
+    )
     await server.start()
     return GatewayStack(
         server=server,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ from cassandra.query import PreparedStatement
 
 from engine.config import Settings
 from engine.exceptions import ConfigError, StoreError, StoreUnavailable
+from engine.latency import LatencyRecorder
 
 __all__ = ["PROTOCOL_VERSION", "CqlStore"]
 
@@ -105,6 +107,8 @@ class CqlStore:
         )
         self._session: Session | None = None
         self._prepared: dict[str, PreparedStatement] = {}
+        self.latency = LatencyRecorder()
+        """Time of every :meth:`execute` call, per execution profile."""
 
     def connect(self) -> Session:
         """Open the session (idempotent); keyspace selection is per statement.
@@ -204,6 +208,8 @@ class CqlStore:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
+        histogram = self.latency.histogram(profile)
+        started = time.perf_counter()
         response: ResponseFuture = self.session.execute_async(
             statement, params, execution_profile=profile
         )
@@ -216,7 +222,15 @@ class CqlStore:
 
         response.add_callbacks(on_rows, on_error)
         try:
-            return await future
+            # Timed from the driver's send to the answer on this loop; failed
+            # requests count too, since a store that times out is a slow one.
+            try:
+                rows = await future
+            except Exception:
+                histogram.record_error((time.perf_counter() - started) * 1000)
+                raise
+            histogram.record((time.perf_counter() - started) * 1000)
+            return rows
         except RequestValidationException as exc:
             raise StoreError("store refused the statement", error=str(exc)) from exc
         except NoHostAvailable as exc:
