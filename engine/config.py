@@ -158,6 +158,19 @@ class Settings:
     max_clock_skew_s: float = 300.0
     """How far a device clock may run ahead of the gateway's."""
 
+    lookup_clients: tuple[str, ...] = ("resident-app", "grid-workers")
+    """Systems allowed to call the Residents service (look-ups, corrections);
+    each presents the token ``sieve residents token ID`` prints."""
+
+    lookup_rate_per_s: float = 200.0
+    """Residents calls per second one client may sustain, per gateway."""
+
+    lookup_burst: int = 400
+    """Residents calls one client may make at once after being idle."""
+
+    lookup_max_records: int = 20
+    """Most sampling records one look-up returns, newest first."""
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: Any

@@ -22,6 +22,7 @@ from engine.auth import AuthenticatedDevice
 from engine.city import Role
 from engine.exceptions import AuthenticationError, BackpressureError
 from engine.gateway import AckFields, IngestGateway
+from engine.lookup_grpc import RESIDENTS_SERVICE, ResidentsServicer
 from engine.operations import HostStatsReader, list_devices, saturation
 from sieve.v1 import ingest_pb2, operations_pb2, operations_pb2_grpc
 
@@ -155,8 +156,11 @@ class GatewayServer:
         address: str,
         credentials: grpc.ServerCredentials | None = None,
         host_stats: HostStatsReader | None = None,
+        residents: ResidentsServicer | None = None,
     ) -> None:
         self.gateway = gateway
+        self.services = [INGEST_SERVICE, OPERATIONS_SERVICE]
+        """Services this port serves (health and reflection list them)."""
         self.address = address
         self.server = grpc.aio.server(
             options=[
@@ -183,12 +187,14 @@ class GatewayServer:
         add_operations = operations_pb2_grpc.add_OperationsServicer_to_server
         operations = _Operations(gateway, host_stats)
         add_operations(operations, self.server)  # type: ignore[no-untyped-call]
+        if residents is not None:
+            residents.add_to(self.server)
+            self.services.append(RESIDENTS_SERVICE)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (
-                INGEST_SERVICE,
-                OPERATIONS_SERVICE,
+                *self.services,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -202,7 +208,7 @@ class GatewayServer:
     async def start(self) -> None:
         """Listen and report SERVING."""
         await self.server.start()
-        for service in ("", INGEST_SERVICE, OPERATIONS_SERVICE):
+        for service in ("", *self.services):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("gateway_started", address=self.address, port=self.port)
 
@@ -212,7 +218,7 @@ class GatewayServer:
         The first wait lets load balancers see the health change and send new
         streams elsewhere; the second lets open streams receive their acks.
         """
-        for service in ("", INGEST_SERVICE, OPERATIONS_SERVICE):
+        for service in ("", *self.services):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await asyncio.sleep(drain_s)
         await self.server.stop(drain_s)

@@ -22,6 +22,7 @@ from engine.config import Settings
 from engine.exceptions import ConfigError
 from engine.gateway import IngestGateway
 from engine.grpc_server import GatewayServer
+from engine.lookup_grpc import ResidentsServicer, build_residents
 from engine.pii import Keyring
 from engine.routing import DistrictRouter
 from engine.schema import apply_migrations
@@ -57,11 +58,14 @@ class GatewayStack:
     hosts: list[Any]
     city: City
     ocr_actors: list[Any]
+    residents: ResidentsServicer | None = None
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Stop taking streams, let open ones finish, close the server."""
         await self.server.stop(drain_s)
         await self.gateway.drain()
+        if self.residents is not None:
+            self.residents.close()
 
 
 async def start_gateway(
@@ -95,11 +99,13 @@ async def start_gateway(
     gateway = IngestGateway(
         settings, city, DeviceAuthenticator(city, keyring.device_token), pool, router
     )
+    residents = await asyncio.to_thread(build_residents, settings, city, keyring)
     server = GatewayServer(
         gateway,
         settings.gateway_address,
         _credentials(settings),
         host_stats=lambda: read_host_stats(hosts),
+        residents=residents,
     )
     await server.start()
     return GatewayStack(
@@ -110,6 +116,7 @@ async def start_gateway(
         hosts=hosts,
         city=city,
         ocr_actors=ocr_actors,
+        residents=residents,
     )
 
 
