@@ -113,18 +113,26 @@ TUBE_SHEET = SheetLayout(
     name="tube",
     columns=3,
     rows=10,
-    bar_width_mm=0.33,
+    bar_width_mm=4 * 25.4 / 300,
     bar_height_mm=14.0,
     code_font_pt=9.0,
     info_font_pt=7.0,
 )
-"""30 tube labels of 70 x 29.7 mm per A4 page (the common 3 x 10 stock)."""
+"""30 tube labels of 70 x 29.7 mm per A4 page (the common 3 x 10 stock).
+
+A module is 4 dots of a 300 dpi printer (8 at 600 dpi), about 0.34 mm, so
+bars land on whole dots of office laser printers and the longest tube code
+with its quiet zones (63.3 mm) fits the label.
+"""
+
+# TODO: 203 dpi thermal label printers cannot print these modules on whole
+# dots (2.67 dots), and sheets are A4 only; roll stock needs its own layout.
 
 BOX_SHEET = SheetLayout(
     name="box",
     columns=2,
     rows=5,
-    bar_width_mm=0.5,
+    bar_width_mm=6 * 25.4 / 300,
     bar_height_mm=28.0,
     code_font_pt=14.0,
     info_font_pt=10.0,
