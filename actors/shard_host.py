@@ -22,10 +22,11 @@ from engine.config import Settings
 from engine.exceptions import StoreUnavailable
 from engine.logs import configure_logging
 from engine.pii import Keyring, PiiCipher
-from engine.registration import Outcome
+from engine.registration import Outcome, encode_answer
 from engine.routing import ShardItem
 from engine.shard import ShardWriter
 from engine.store import CqlStore
+from engine.tube_book import TubeBook
 from engine.verification import OcrVerifier
 
 __all__ = ["ShardHostActor", "read_host_stats", "shard_host_name"]
@@ -81,11 +82,13 @@ class ShardHostActor:
             actors = find_ocr_actors(settings.ocr_actors, settings.ray_namespace)
             self._verifier = OcrVerifier(self._store, cipher, OcrActorPool(actors))
         on_stored = self._verifier.submit if self._verifier is not None else None
+        self._tubes = TubeBook(self._store)
         self._writers = {
             shard_id: ShardWriter(
                 self._store,
                 cipher,
                 shard_id,
+                self._tubes,
                 concurrency=settings.cql_concurrency,
                 on_stored=on_stored,
             )
@@ -102,7 +105,10 @@ class ShardHostActor:
         )
 
     async def write_batch(self, items: Sequence[ShardItem]) -> list[int]:
-        """Store a batch spanning this host's shards; outcomes as ints, in order."""
+        """Store a batch spanning this host's shards; answers as ints, in order.
+
+        See :func:`engine.registration.encode_answer` for the encoding.
+        """
         by_shard: dict[str, list[int]] = {}
         for position, (shard_id, _) in enumerate(items):
             by_shard.setdefault(shard_id, []).append(position)
@@ -122,8 +128,8 @@ class ShardHostActor:
                 result = [Outcome.RETRY] * len(positions)
             elif isinstance(result, BaseException):
                 raise result
-            for position, outcome in zip(positions, result, strict=True):
-                outcomes[position] = int(outcome)
+            for position, answer in zip(positions, result, strict=True):
+                outcomes[position] = encode_answer(answer)
         return outcomes
 
     async def _sweep(self) -> None:

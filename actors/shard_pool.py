@@ -26,7 +26,7 @@ from engine.exceptions import (
     StoreError,
     StoreUnavailable,
 )
-from engine.registration import Outcome
+from engine.registration import ShardAnswer, decode_answer
 from engine.routing import DistrictRouter, ShardItem
 
 __all__ = ["RayShardPool", "start_shard_hosts"]
@@ -106,7 +106,7 @@ class RayShardPool:
         self._timeout_s = call_timeout_s
         self.num_retries = 0
 
-    async def write(self, host: int, batch: Sequence[ShardItem]) -> list[Outcome]:
+    async def write(self, host: int, batch: Sequence[ShardItem]) -> list[ShardAnswer]:
         """Store a batch on a shard host, retrying through host restarts.
 
         Raises:
@@ -124,7 +124,7 @@ class RayShardPool:
             try:
                 ref = handle.write_batch.remote(records)
                 values = await asyncio.wait_for(ref, timeout=remaining_s)
-                return [Outcome(value) for value in values]
+                return [decode_answer(value) for value in values]
             except RayTaskError as exc:
                 raise _store_error(exc, host) from exc
             except (RayActorError, ActorUnavailableError) as exc:

@@ -12,12 +12,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from engine.registration import Outcome
+from engine.registration import ShardAnswer
 
 __all__ = ["MicroBatcher", "SendBatch"]
 
 Item = TypeVar("Item")
-SendBatch = Callable[[int, Sequence[Item]], Awaitable[list[Outcome]]]
+SendBatch = Callable[[int, Sequence[Item]], Awaitable[list[ShardAnswer]]]
 
 
 class MicroBatcher(Generic[Item]):
@@ -65,14 +65,14 @@ class MicroBatcher(Generic[Item]):
         self._max_inflight = max_inflight_batches
         self.curr_inflight_batches = 0
         self._records: list[Item] = []
-        self._futures: list[asyncio.Future[Outcome]] = []
+        self._futures: list[asyncio.Future[ShardAnswer]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, record: Item) -> Outcome:
+    async def submit(self, record: Item) -> ShardAnswer:
         """Add an item to the next batch and wait for its outcome."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Outcome] = loop.create_future()
+        future: asyncio.Future[ShardAnswer] = loop.create_future()
         self._records.append(record)
         self._futures.append(future)
         self.curr_waiting += 1
@@ -99,7 +99,7 @@ class MicroBatcher(Generic[Item]):
             task.add_done_callback(self._tasks.discard)
 
     async def _dispatch(
-        self, records: list[Item], futures: list[asyncio.Future[Outcome]]
+        self, records: list[Item], futures: list[asyncio.Future[ShardAnswer]]
     ) -> None:
         try:
             outcomes = await self._send(self.target, records)

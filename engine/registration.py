@@ -11,7 +11,15 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-__all__ = ["Outcome", "Registration", "RejectReason", "WriteResult"]
+__all__ = [
+    "Outcome",
+    "Registration",
+    "RejectReason",
+    "ShardAnswer",
+    "WriteResult",
+    "decode_answer",
+    "encode_answer",
+]
 
 
 class RejectReason(enum.IntEnum):
@@ -27,6 +35,12 @@ class RejectReason(enum.IntEnum):
     SITE_NOT_ALLOWED = 8
     INVALID_COLLECTOR = 9
     INVALID_CAPTURED_AT = 10
+    TUBE_UNKNOWN = 11
+    TUBE_FULL = 12
+    TUBE_SEALED = 13
+    TUBE_IN_USE = 14
+    TUBE_OTHER_DISTRICT = 15
+    TUBE_OTHER_ROUND = 16
     STORE_UNAVAILABLE = 20
     SHARD_UNAVAILABLE = 21
 
@@ -72,3 +86,23 @@ class WriteResult(NamedTuple):
 
     outcome: Outcome
     shard: str
+
+
+ShardAnswer = Outcome | RejectReason
+"""What a shard says of one registration: an outcome, or why it refused it."""
+
+_REJECT_BASE = 100
+
+
+def encode_answer(answer: ShardAnswer) -> int:
+    """A shard answer as one small int, cheap to send back across Ray."""
+    if isinstance(answer, RejectReason):
+        return _REJECT_BASE + int(answer)
+    return int(answer)
+
+
+def decode_answer(value: int) -> ShardAnswer:
+    """The inverse of :func:`encode_answer`."""
+    if value >= _REJECT_BASE:
+        return RejectReason(value - _REJECT_BASE)
+    return Outcome(value)

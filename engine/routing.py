@@ -1,7 +1,9 @@
 """Where a registration goes: its district's shard, and the host serving it.
 
 A district has one or more logical shards (``120116/0`` .. ``120116/3``); a
-registration id always maps to the same one, so one writer owns each id. The
+tube (or transport box) always maps to the same one, so one writer owns each
+tube with all the registrations bound to it, and a resent registration (same
+id, same tube) meets the shard that stored it. The
 logical shards are packed onto a fixed number of shard hosts (Ray actor
 processes), sized to the machines rather than to the city.
 """
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from engine.city import City
-from engine.registration import Outcome, Registration
+from engine.registration import Registration, ShardAnswer
 
 __all__ = ["DistrictRouter", "ShardItem", "ShardPool"]
 
@@ -24,8 +26,11 @@ ShardItem = tuple[str, Registration]
 class ShardPool(Protocol):
     """What the gateway needs from the shards, whatever runs them."""
 
-    async def write(self, host: int, batch: Sequence[ShardItem]) -> list[Outcome]:
-        """Store a batch on a shard host; one outcome per item, in order.
+    async def write(self, host: int, batch: Sequence[ShardItem]) -> list[ShardAnswer]:
+        """Store a batch on a shard host; one answer per item, in order.
+
+        An answer is an :class:`Outcome`, or the :class:`RejectReason` a
+        registration was refused for by its shard (a tube rule).
 
         Raises:
             StoreUnavailable: the store did not take the batch.
@@ -56,12 +61,12 @@ class DistrictRouter:
             for position, shard_id in enumerate(self.shard_ids)
         }
 
-    def shard_for(self, district: str, registration_id: bytes) -> str:
-        """The logical shard owning a registration id in a district."""
+    def shard_for(self, district: str, key: bytes) -> str:
+        """The logical shard owning a key (a tube or box code) in a district."""
         count = self._shards[district]
         if count == 1:
             return f"{district}/0"
-        return f"{district}/{zlib.crc32(registration_id) % count}"
+        return f"{district}/{zlib.crc32(key) % count}"
 
     def host_for(self, shard_id: str) -> int:
         """Index of the host that serves a logical shard."""

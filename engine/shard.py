@@ -1,7 +1,8 @@
 """A district shard's write path: a batch in, each registration stored once.
 
-The shard is the only writer for the registration ids routed to it, which
-makes a read-then-write check exact without lightweight transactions.
+The shard is the only writer for the tubes routed to it and so for the
+registrations bound to them, which makes a read-then-write check exact
+without lightweight transactions, and tube capacity a decision in memory.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement
 from engine.counters import MinuteCounter, minute_of
 from engine.exceptions import StoreUnavailable
 from engine.pii import PiiCipher
-from engine.registration import Outcome, Registration
+from engine.registration import Outcome, Registration, RejectReason, ShardAnswer
 from engine.store import CqlStore
+from engine.tube_book import TubeBook
 from engine.verification import needs_verification
 
 __all__ = ["ROUND_BUCKETS", "ShardWriter"]
@@ -80,7 +82,10 @@ class ShardWriter:
        ids sharing a primary replica). Absent: to be written, STORED.
        Present with the same attempt: a retry of a write that already
        finished, STORED. Present with another attempt: DUPLICATE.
-    3. Write the index rows (by person, tube, round/district, minute), then
+    3. Bind each new registration to its tube (:class:`TubeBook`); one the
+       tube refuses (unknown, full, sealed, another collector's, another
+       round's) is answered with that reason and not written.
+    4. Write the index rows (by person, tube, round/district, minute), then
        the main ``registrations`` rows last, so a main row always implies its
        index rows; an interrupted batch leaves no main row and is rewritten
        whole when retried. All writes are idempotent upserts, sent as
@@ -97,6 +102,7 @@ class ShardWriter:
         store: connected store.
         cipher: seals name and document number.
         shard_id: e.g. ``120101/0``, for logs and metrics.
+        tubes: the host's tube states, shared by its shards.
         concurrency: statements in flight at once.
         write_attempts: tries per phase before giving up.
         retry_backoff_s: first retry delay.
@@ -107,6 +113,7 @@ class ShardWriter:
         store: CqlStore,
         cipher: PiiCipher,
         shard_id: str,
+        tubes: TubeBook,
         *,
         concurrency: int = 256,
         write_attempts: int = 3,
@@ -118,7 +125,9 @@ class ShardWriter:
         self.num_batches = 0
         self.num_stored = 0
         self.num_duplicate = 0
+        self.num_tube_refused = 0
         self.num_store_errors = 0
+        self._tubes = tubes
         self._store = store
         self._cipher = cipher
         self._limit = asyncio.Semaphore(concurrency)
@@ -137,8 +146,10 @@ class ShardWriter:
         self._on_stored = on_stored
         self._log = log.bind(shard=shard_id)
 
-    async def write_batch(self, batch: Sequence[Registration]) -> list[Outcome]:
-        """Store a batch and return one outcome per registration, in order.
+    async def write_batch(self, batch: Sequence[Registration]) -> list[ShardAnswer]:
+        """Store a batch and return one answer per registration, in order.
+
+        An answer is an :class:`Outcome`, or the tube rule that refused it.
 
         Raises:
             StoreUnavailable: the store did not take the writes after retries;
@@ -153,7 +164,7 @@ class ShardWriter:
         finally:
             self._release(first)
 
-        outcomes = []
+        outcomes: list[ShardAnswer] = []
         for record in batch:
             owner = first[record.registration_id]
             if owner is record or owner.attempt == record.attempt:
@@ -185,27 +196,37 @@ class ShardWriter:
             if event is not None:
                 event.set()
 
-    async def _write_unique(self, records: list[Registration]) -> dict[bytes, Outcome]:
+    async def _write_unique(
+        self, records: list[Registration]
+    ) -> dict[bytes, ShardAnswer]:
         stored = await self._retrying("read", lambda: self._read_attempts(records))
-        fresh = []
-        outcomes: dict[bytes, Outcome] = {}
+        unseen = []
+        outcomes: dict[bytes, ShardAnswer] = {}
         for record in records:
             attempt = stored.get(record.registration_id)
             if attempt is None:
-                fresh.append(record)
+                unseen.append(record)
                 outcomes[record.registration_id] = Outcome.STORED
             elif attempt == record.attempt:
                 outcomes[record.registration_id] = Outcome.STORED
             else:
                 outcomes[record.registration_id] = Outcome.DUPLICATE
 
+        fresh = await self._bind(unseen, outcomes)
         if fresh:
             rows = [self._seal(record) for record in fresh]
             index = self._index_statements(fresh, rows)
+            index += self._tubes.binding_statements(fresh)
             images = self._image_statements(fresh)
             main = self._main_statements(fresh, rows)
-            await self._retrying("index", lambda: self._write_grouped(index, images))
-            await self._retrying("main", lambda: self._write_grouped(main))
+            try:
+                await self._retrying(
+                    "index", lambda: self._write_grouped(index, images)
+                )
+                await self._retrying("main", lambda: self._write_grouped(main))
+            except StoreUnavailable:
+                self._tubes.unbind(fresh)
+                raise
             for record in fresh:
                 self.counter.add(record.district, record.received_at_ms)
             if self._on_stored is not None:
@@ -214,6 +235,23 @@ class ShardWriter:
         self.num_duplicate += sum(o is Outcome.DUPLICATE for o in outcomes.values())
         self._log.debug("batch_written", records=len(records), fresh=len(fresh))
         return outcomes
+
+    async def _bind(
+        self, records: list[Registration], outcomes: dict[bytes, ShardAnswer]
+    ) -> list[Registration]:
+        """Bind new registrations to their tubes; the refused get their reason."""
+        if not records:
+            return []
+        await self._retrying("tubes", lambda: self._tubes.load(r.tube for r in records))
+        bound = []
+        for record in records:
+            refused: RejectReason | None = self._tubes.bind(record)
+            if refused is None:
+                bound.append(record)
+            else:
+                outcomes[record.registration_id] = refused
+                self.num_tube_refused += 1
+        return bound
 
     async def _retrying(self, phase: str, make: Any) -> Any:
         delay_s = self._backoff_s
@@ -412,6 +450,7 @@ class ShardWriter:
             "num_batches": self.num_batches,
             "num_stored": self.num_stored,
             "num_duplicate": self.num_duplicate,
+            "num_tube_refused": self.num_tube_refused,
             "num_store_errors": self.num_store_errors,
             "curr_claimed_ids": len(self._claims),
         }

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from engine.auth import AuthenticatedDevice
+from engine.barcodes import BarcodeError, parse_tube_code
 from engine.city import City
 from engine.documents import DocumentType, InvalidDocument, normalize_document
 from engine.registration import Registration, RejectReason
@@ -31,7 +32,6 @@ _NAME_CHARS = re.compile(
     "]+$"
 )
 _HAS_LETTER = re.compile("[^\u00b7\u2022\u30fb\u2027 .'\\-]")
-_TUBE = re.compile(r"^[A-Z0-9]{6,20}$")
 _COLLECTOR = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
 
 
@@ -108,12 +108,10 @@ class RegistrationValidator:
             return Rejection(
                 RejectReason.INVALID_ROUND, f"round must be 1..{MAX_ROUND}"
             )
-        tube = message.tube_barcode.strip().upper()
-        if not _TUBE.match(tube):
-            return Rejection(
-                RejectReason.INVALID_TUBE_BARCODE,
-                "tube barcode must be 6-20 letters or digits",
-            )
+        try:
+            tube = parse_tube_code(message.tube_barcode)
+        except BarcodeError as exc:
+            return Rejection(RejectReason.INVALID_TUBE_BARCODE, str(exc))
         if not _COLLECTOR.match(message.collector_id):
             return Rejection(
                 RejectReason.INVALID_COLLECTOR,
@@ -127,6 +125,12 @@ class RegistrationValidator:
             return Rejection(
                 RejectReason.SITE_NOT_ALLOWED,
                 f"device serves district {device.district}, site is in {district}",
+            )
+
+        if tube.district != district:
+            return Rejection(
+                RejectReason.TUBE_OTHER_DISTRICT,
+                f"tube belongs to district {tube.district}, site is in {district}",
             )
 
         captured = message.captured_at_ms
@@ -163,7 +167,7 @@ class RegistrationValidator:
         return Registration(
             registration_id=registration_id,
             round=message.round,
-            tube=tube,
+            tube=tube.code,
             name=name,
             doc_type=int(doc_type),
             doc_number=number,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from cassandra.concurrent import execute_concurrent_with_args
 
@@ -13,6 +13,7 @@ from engine.auth import make_device_token
 from engine.config import Settings
 from engine.pii import Keyring
 from engine.store import CqlStore
+from engine.tube_allocation import TubeAllocator
 from perf.people import PersonFactory
 from sieve.v1 import ingest_pb2
 
@@ -29,27 +30,44 @@ def device_token(settings: Settings, device_id: str) -> str:
     return make_device_token(Keyring.load(settings.keys_file).device_token, device_id)
 
 
+def allocate_tubes(
+    store: CqlStore, site: str, count: int, *, capacity: int = 10
+) -> list[str]:
+    """Tube codes for ``count`` residents at a site, allocated for real."""
+    needed = -(-count // capacity)
+    batch = TubeAllocator(store).allocate(site, needed, capacity, "test-printer")
+    return batch.codes()
+
+
 def make_registrations(
-    count: int, site: str, *, seed: int = 0, round_no: int = 1
+    count: int,
+    site: str,
+    *,
+    tubes: Sequence[str],
+    seed: int = 0,
+    round_no: int = 1,
+    per_tube: int = 10,
+    collector: str = "C000001",
 ) -> list[ingest_pb2.Registration]:
-    """Valid registrations at one site, ten to a tube."""
+    """Valid registrations at one site, ``per_tube`` to each of ``tubes``."""
+    if len(tubes) * per_tube < count:
+        raise ValueError(f"{len(tubes)} tubes cannot hold {count} residents")
     people = PersonFactory(seed)
     rng = random.Random(seed)
     now_ms = time.time_ns() // 1_000_000
     result = []
-    tube_prefix = f"T{site.replace('-', '')}{seed % 1000:03d}"
     for index in range(count):
         person = people.person()
         result.append(
             ingest_pb2.Registration(
                 registration_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 round=round_no,
-                tube_barcode=f"{tube_prefix}{index // 10:06d}",
+                tube_barcode=tubes[index // per_tube],
                 name=person.name,
                 document_type=ingest_pb2.RESIDENT_ID_CARD,
                 document_number=person.id_number,
                 site_id=site,
-                collector_id="C000001",
+                collector_id=collector,
                 captured_at_ms=now_ms,
             )
         )

@@ -25,7 +25,7 @@ from engine.store import CqlStore
 from perf.device import DeviceReport, send_all
 from sieve.v1 import ingest_pb2
 from tests.conftest import GatewayThread, free_port
-from tests.helpers import device_token, make_registrations
+from tests.helpers import allocate_tubes, device_token, make_registrations
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +170,8 @@ def test_console_shows_live_ingest(
 ) -> None:
     """Live chart grows, counts match the store, CPU shows, command is refused."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    regs = make_registrations(COUNT, SITE, seed=41)
+    tubes = allocate_tubes(store, SITE, COUNT)
+    regs = make_registrations(COUNT, SITE, tubes=tubes, seed=41)
     page = _login(browser, console_url, "op", "o-pw")
 
     before = sum(_chart_data(page, "city-chart"))

@@ -20,6 +20,7 @@ from sieve.v1 import ingest_pb2
 from tests.conftest import GatewayThread
 from tests.helpers import (
     INDEX_TABLES,
+    allocate_tubes,
     count_rows,
     device_token,
     make_registrations,
@@ -46,7 +47,12 @@ def test_killed_shard_host_loses_and_duplicates_nothing(
         "120111-002",
     ]
     fleet = [
-        (f"{site}-D0003", make_registrations(500, site, seed=300 + i))
+        (
+            f"{site}-D0003",
+            make_registrations(
+                500, site, tubes=allocate_tubes(store, site, 500), seed=300 + i
+            ),
+        )
         for i, site in enumerate(sites)
     ]
     ids = [r.registration_id for _, regs in fleet for r in regs]
@@ -93,8 +99,9 @@ def test_stopped_store_gets_no_false_ack_and_resends_land(
     """Store down: RETRY and no ack; store back: resends stored, earlier acks kept."""
     device = "120102-001-D0001"
     token = device_token(settings, device)
-    before = make_registrations(50, "120102-001", seed=401)
-    during = make_registrations(50, "120102-001", seed=402)
+    tubes = allocate_tubes(store, "120102-001", 100)
+    before = make_registrations(50, "120102-001", tubes=tubes[:5], seed=401)
+    during = make_registrations(50, "120102-001", tubes=tubes[5:], seed=402)
 
     async def send(regs: list, deadline_s: float) -> DeviceStream:
         async with grpc.aio.insecure_channel(gateway.address) as channel:

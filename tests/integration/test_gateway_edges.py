@@ -9,13 +9,20 @@ import uuid
 import grpc
 import pytest
 
+from engine.barcodes import make_tube_code
 from engine.config import REPO_ROOT, Settings
 from engine.pii import PiiCipher
 from engine.store import CqlStore
 from perf.device import DeviceReport, send_all
 from sieve.v1 import ingest_pb2
 from tests.conftest import GatewayThread
-from tests.helpers import INDEX_TABLES, device_token, make_registrations, stored_ids
+from tests.helpers import (
+    INDEX_TABLES,
+    allocate_tubes,
+    device_token,
+    make_registrations,
+    stored_ids,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +30,9 @@ SITE = "120104-003"
 DEVICE = "120104-003-D0001"
 
 
-def _bad_variants() -> list[tuple[ingest_pb2.Registration, str]]:
-    base = make_registrations(12, SITE, seed=901)
+def _bad_variants(store: CqlStore) -> list[tuple[ingest_pb2.Registration, str]]:
+    tubes = allocate_tubes(store, SITE, 12, capacity=1)
+    base = make_registrations(12, SITE, tubes=tubes, per_tube=1, seed=901)
     changes = [
         ({"document_number": "110105194912310021"}, "INVALID_DOCUMENT_NUMBER"),
         ({"document_number": "11010519491331002X"}, "INVALID_DOCUMENT_NUMBER"),
@@ -63,8 +71,8 @@ def test_invalid_registrations_are_rejected_with_reason_and_not_stored(
     settings: Settings, gateway: GatewayThread, store: CqlStore
 ) -> None:
     """Each bad field gets REJECTED with its reason; none of them is stored."""
-    variants = _bad_variants()
-    valid = make_registrations(1, SITE, seed=902)
+    variants = _bad_variants(store)
+    valid = make_registrations(1, SITE, tubes=allocate_tubes(store, SITE, 1), seed=902)
 
     report = asyncio.run(
         _send(settings, gateway.address, [r for r, _ in variants] + valid)
@@ -101,7 +109,10 @@ def test_unknown_revoked_or_wrong_token_devices_are_unauthenticated(
     settings: Settings, gateway: GatewayThread, device: str, token: str | None
 ) -> None:
     """Devices that cannot prove themselves get UNAUTHENTICATED."""
-    registrations = make_registrations(1, device.rsplit("-D", 1)[0], seed=903)
+    site = device.rsplit("-D", 1)[0]
+    registrations = make_registrations(
+        1, site, tubes=[make_tube_code(site, 9_999_999)], seed=903
+    )
 
     async def attempt() -> None:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
@@ -122,7 +133,9 @@ def test_malformed_message_ends_only_that_stream(
     settings: Settings, gateway: GatewayThread, store: CqlStore
 ) -> None:
     """Garbage bytes get INVALID_ARGUMENT while another device is fully served."""
-    healthy = make_registrations(300, "120104-004", seed=904)
+    healthy = make_registrations(
+        300, "120104-004", tubes=allocate_tubes(store, "120104-004", 300), seed=904
+    )
 
     async def scenario() -> tuple[grpc.StatusCode, DeviceReport]:
         async with grpc.aio.insecure_channel(gateway.address) as channel:
@@ -163,7 +176,9 @@ def test_store_holds_no_plaintext_name_or_id(
     settings: Settings, gateway: GatewayThread, store: CqlStore, cipher: PiiCipher
 ) -> None:
     """Raw rows of every table contain neither name nor ID; sealed fields open."""
-    registrations = make_registrations(20, SITE, seed=905)
+    registrations = make_registrations(
+        20, SITE, tubes=allocate_tubes(store, SITE, 20), seed=905
+    )
     report = asyncio.run(_send(settings, gateway.address, registrations))
     assert {ingest_pb2.STORED} == {a.status for a in report.acks.values()}
 

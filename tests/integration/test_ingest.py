@@ -16,6 +16,7 @@ from sieve.v1 import ingest_pb2
 from tests.conftest import GatewayThread
 from tests.helpers import (
     INDEX_TABLES,
+    allocate_tubes,
     count_rows,
     device_token,
     make_registrations,
@@ -28,13 +29,17 @@ DEVICES = 50
 PER_DEVICE = 400
 
 
-def _fleet(settings: Settings, gateway: GatewayThread) -> list[tuple[str, list]]:
+def _fleet(
+    settings: Settings, gateway: GatewayThread, store: CqlStore
+) -> list[tuple[str, list]]:
     sites = list(gateway.stack.city.sites)
     fleet = []
     for index in range(DEVICES):
         site = sites[index % len(sites)]
         device = f"{site}-D{index:04d}"
-        fleet.append((device, make_registrations(PER_DEVICE, site, seed=index)))
+        tubes = allocate_tubes(store, site, PER_DEVICE)
+        regs = make_registrations(PER_DEVICE, site, tubes=tubes, seed=index)
+        fleet.append((device, regs))
     return fleet
 
 
@@ -56,7 +61,7 @@ def test_concurrent_devices_store_each_registration_once(
     settings: Settings, gateway: GatewayThread, store: CqlStore
 ) -> None:
     """50 devices x 400 registrations are all STORED, once; a resend is DUPLICATE."""
-    fleet = _fleet(settings, gateway)
+    fleet = _fleet(settings, gateway, store)
     ids = [r.registration_id for _, regs in fleet for r in regs]
     assert len(set(ids)) == DEVICES * PER_DEVICE
 

@@ -22,11 +22,12 @@ from engine.pii import PiiCipher
 from engine.registration import Outcome, Registration
 from engine.shard import ShardWriter
 from engine.store import CqlStore
+from engine.tube_book import TubeBook
 from perf.cards import CardFactory, GeneratedCard
 from perf.device import send_all
 from sieve.v1 import ingest_pb2
 from tests.conftest import GatewayThread
-from tests.helpers import device_token, make_registrations, stored_ids
+from tests.helpers import allocate_tubes, device_token, make_registrations, stored_ids
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +54,15 @@ def _one_digit_off(number: str) -> str:
 
 
 def _registration(
-    card: GeneratedCard, *, id_number: str | None = None, image: bytes | None = None
+    card: GeneratedCard,
+    store: CqlStore,
+    *,
+    id_number: str | None = None,
+    image: bytes | None = None,
 ) -> ingest_pb2.Registration:
-    registration = make_registrations(1, SITE, seed=uuid.uuid4().int % 10_000)[0]
+    tubes = allocate_tubes(store, SITE, 1, capacity=1)
+    seed = uuid.uuid4().int % 10_000
+    registration = make_registrations(1, SITE, tubes=tubes, per_tube=1, seed=seed)[0]
     registration.name = card.truth.name
     registration.document_number = id_number or card.truth.id_number
     registration.id_card_image = card.jpeg if image is None else image
@@ -99,9 +106,9 @@ def test_honest_record_matches_and_altered_id_is_flagged(
     """Acks come first; then MATCH for the honest card, MISMATCH with the real ID."""
     cards = CardFactory(77, severity=0.6)
     honest_card, altered_card = cards.card(), cards.card()
-    honest = _registration(honest_card)
+    honest = _registration(honest_card, store)
     altered = _registration(
-        altered_card, id_number=_one_digit_off(altered_card.truth.id_number)
+        altered_card, store, id_number=_one_digit_off(altered_card.truth.id_number)
     )
 
     acks = _send(settings, ocr_gateway.address, [honest, altered])
@@ -132,8 +139,9 @@ def test_bad_photos_are_dropped_and_the_registration_still_stored(
 ) -> None:
     """An oversize or non-JPEG photo is refused by name; the record is stored."""
     card = CardFactory(78, severity=0.3).card()
-    oversize = _registration(card, image=b"\xff\xd8" + b"\0" * settings.max_image_bytes)
-    garbage = _registration(card, image=b"GIF89a not a card photo")
+    too_big = b"\xff\xd8" + b"\0" * settings.max_image_bytes
+    oversize = _registration(card, store, image=too_big)
+    garbage = _registration(card, store, image=b"GIF89a not a card photo")
 
     acks = _send(settings, ocr_gateway.address, [oversize, garbage])
 
@@ -162,8 +170,9 @@ def test_pending_photos_of_a_killed_host_are_verified_after_restart(
     pid = ray.get(host.pid.remote())
     # What a host leaves behind when it dies between the write and the hand-off
     # to OCR: main, index, photo and pending rows, and no verdict.
-    writer = ShardWriter(store, cipher, shard_id)
-    records = [_record(card) for card in cards.cards(4)]
+    writer = ShardWriter(store, cipher, shard_id, TubeBook(store))
+    (tube,) = allocate_tubes(store, SITE, 4)
+    records = [_record(card, tube) for card in cards.cards(4)]
     assert [Outcome.STORED] * 4 == asyncio.run(writer.write_batch(records))
     ids = [str(uuid.UUID(bytes=r.registration_id)) for r in records]
     os.kill(pid, signal.SIGKILL)
@@ -179,12 +188,12 @@ def test_pending_photos_of_a_killed_host_are_verified_after_restart(
     assert not {row.registration_id for row in pending} & {uuid.UUID(k) for k in ids}
 
 
-def _record(card: GeneratedCard) -> Registration:
+def _record(card: GeneratedCard, tube: str) -> Registration:
     now_ms = time.time_ns() // 1_000_000
     return Registration(
         registration_id=uuid.uuid4().bytes,
         round=1,
-        tube="T1201060020001",
+        tube=tube,
         name=card.truth.name,
         doc_type=int(DocumentType.RESIDENT_ID_CARD),
         doc_number=card.truth.id_number,

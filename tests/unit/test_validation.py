@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from engine.auth import AuthenticatedDevice
+from engine.barcodes import make_tube_code
 from engine.city import load_city
 from engine.config import REPO_ROOT
 from engine.registration import Registration, RejectReason
@@ -25,7 +26,7 @@ def _message(**changes: object) -> ingest_pb2.Registration:
     fields: dict[str, object] = dict(
         registration_id=str(uuid.uuid4()),
         round=3,
-        tube_barcode="T120101001000001",
+        tube_barcode=make_tube_code("120101-001", 1),
         name="张三",
         document_type=ingest_pb2.RESIDENT_ID_CARD,
         document_number="11010519491231002X",
@@ -57,6 +58,11 @@ def test_valid_registration_takes_its_district_from_the_site() -> None:
         ({"registration_id": "not-a-uuid"}, RejectReason.INVALID_REGISTRATION_ID),
         ({"round": 0}, RejectReason.INVALID_ROUND),
         ({"tube_barcode": "T1"}, RejectReason.INVALID_TUBE_BARCODE),
+        ({"tube_barcode": "T12010100100000012"}, RejectReason.INVALID_TUBE_BARCODE),
+        (
+            {"tube_barcode": make_tube_code("120102-001", 1)},
+            RejectReason.TUBE_OTHER_DISTRICT,
+        ),
         ({"collector_id": ""}, RejectReason.INVALID_COLLECTOR),
         ({"site_id": "999999-001"}, RejectReason.UNKNOWN_SITE),
         ({"site_id": "120102-001"}, RejectReason.SITE_NOT_ALLOWED),
