@@ -88,7 +88,7 @@ class _Device:
     index: int
     token: str
     stream: DeviceStream | None = None
-    tube_seq: int = 0
+    tube: str = ""
     in_tube: int = 0
     online: bool = True
     backlog: list[ingest_pb2.Registration] = field(default_factory=list)
@@ -173,10 +173,9 @@ class Fleet:
 
     def _capture(self, device: _Device) -> ingest_pb2.Registration:
         if device.in_tube == 0:
-            device.tube_seq += 1
+            device.tube = self._sim.tubes.take(device.site)
         device.in_tube = (device.in_tube + 1) % self.spec.pool_size
-        tube = f"T{device.site.replace('-', '')}{device.index % 10_000:04d}"
-        tube += f"{device.tube_seq % 100_000:05d}"
+        tube = device.tube
         collector = f"C{device.index:06d}"
         registration = self._sim.make_registration(
             device.site, tube, collector, self._rng
@@ -274,6 +273,8 @@ class Fleet:
         asyncio.get_running_loop().set_exception_handler(self._loop_error)
         self._deadline_s = time.monotonic() + 3_600 + spec.seconds + spec.drain_s
         await self._connect()
+        # Allocating during the load would stall this loop; take tubes now.
+        await asyncio.to_thread(self._sim.tubes.prefill, {d.site for d in self._active})
         planned = self._prepare_burst()
         go = self._control["go"]
         next_progress = time.monotonic()
@@ -291,6 +292,7 @@ class Fleet:
             self._put_t = [start + due for due in self._burst_due]
         await self._offer(start, planned)
         await self._settle(start)
+        self._sim.tubes.close()
         return self._write(start)
 
     async def _offer(

@@ -20,8 +20,10 @@ import grpc
 
 from engine.auth import make_device_token
 from engine.city import City
+from engine.config import Settings
 from perf.device import DeviceStream
 from perf.people import PersonFactory
+from perf.tube_supply import TubeSupply
 from sieve.v1 import ingest_pb2
 
 __all__ = ["LoadProfile", "SimulationResult", "Simulator"]
@@ -71,10 +73,17 @@ class Simulator:
         city: where the devices and sites are.
         device_token_key: key the generated devices' tokens derive from.
         address: gateway ``host:port``.
+        tubes: where tube codes come from; by default allocated in the store
+            named by the ``SIEVE_*`` settings.
     """
 
     def __init__(
-        self, profile: LoadProfile, city: City, device_token_key: bytes, address: str
+        self,
+        profile: LoadProfile,
+        city: City,
+        device_token_key: bytes,
+        address: str,
+        tubes: TubeSupply | None = None,
     ) -> None:
         self.profile = profile
         self._city = city
@@ -83,6 +92,7 @@ class Simulator:
         self._rng = random.Random(profile.seed)
         self._people = PersonFactory(profile.seed, city_districts=tuple(city.districts))
         self.result = SimulationResult()
+        self.tubes = tubes or TubeSupply(Settings.from_env(), profile.pool_size)
 
     def pick_devices(self) -> list[tuple[str, str]]:
         """(device id, site id) pairs spread evenly over every site."""
@@ -130,6 +140,7 @@ class Simulator:
         finally:
             for channel in channels:
                 await channel.close()
+            self.tubes.close()
         for report in reports:
             for ack in report.acks.values():
                 self.result.statuses[ingest_pb2.AckStatus.Name(ack.status)] += 1
@@ -154,14 +165,13 @@ class Simulator:
     async def _produce(self, stream: DeviceStream, site: str, index: int) -> None:
         rng = random.Random(self.profile.seed * 1_000_003 + index)
         end = time.monotonic() + self.profile.seconds
-        tube_seq, in_tube = 0, 0
+        in_tube, tube = 0, ""
         collector = f"C{index:06d}"
         # Stagger starts so devices do not fire in lockstep.
         await asyncio.sleep(rng.uniform(0, self.profile.person_interval_s))
         while time.monotonic() < end:
             if in_tube == 0:
-                tube_seq += 1
-            tube = f"T{site.replace('-', '')}{index % 10_000:04d}{tube_seq:05d}"
+                tube = await asyncio.to_thread(self.tubes.take, site)
             in_tube = (in_tube + 1) % self.profile.pool_size
             registration = self.make_registration(site, tube, collector, rng)
             self.result.sent_ids.append(registration.registration_id)
