@@ -21,8 +21,9 @@ from actors.ocr_pool import OcrActorPool, find_ocr_actors
 from engine.config import Settings
 from engine.exceptions import StoreUnavailable
 from engine.logs import configure_logging
+from engine.participation import ParticipationTracker
 from engine.pii import Keyring, PiiCipher
-from engine.registration import Outcome, encode_answer
+from engine.registration import Outcome, Registration, encode_answer
 from engine.routing import ShardItem
 from engine.shard import ShardWriter
 from engine.store import CqlStore
@@ -81,7 +82,8 @@ class ShardHostActor:
         if settings.ocr_actors > 0:
             actors = find_ocr_actors(settings.ocr_actors, settings.ray_namespace)
             self._verifier = OcrVerifier(self._store, cipher, OcrActorPool(actors))
-        on_stored = self._verifier.submit if self._verifier is not None else None
+        self._participation = ParticipationTracker(self._store, cipher, shard_ids)
+        on_stored = self._on_stored
         self._tubes = TubeBook(self._store)
         self._writers = {
             shard_id: ShardWriter(
@@ -100,9 +102,22 @@ class ShardHostActor:
             # Async actors construct inside their running loop; the sweep
             # also resumes whatever a previous incarnation left pending.
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        # Recovers this host's round participation, then flushes it.
+        self._participation_task = asyncio.get_running_loop().create_task(
+            self._participation.run()
+        )
         log.info(
             "shard_host_started", host=index, shards=len(shard_ids), pid=os.getpid()
         )
+
+    def _on_stored(self, shard_id: str, fresh: list[Registration]) -> None:
+        self._participation.observe(shard_id, fresh)
+        if self._verifier is not None:
+            self._verifier.submit(shard_id, fresh)
+
+    async def flush_participation(self) -> int:
+        """Flush round participation now, after recovery; parts written."""
+        return await self._participation.flush()
 
     async def write_batch(self, items: Sequence[ShardItem]) -> list[int]:
         """Store a batch spanning this host's shards; answers as ints, in order.
@@ -152,6 +167,7 @@ class ShardHostActor:
                 "store_latency": self._store.latency.snapshot(),
             }
         )
+        stats.append(self._participation.stats())
         if self._verifier is not None:
             stats.append(
                 {

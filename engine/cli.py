@@ -26,10 +26,13 @@ __all__ = ["main", "run"]
 
 def _register_extensions() -> None:
     from engine.ocr_cli import ocr
+    from engine.rounds_cli import registry, rounds
     from engine.tubes_cli import tubes
     from perf.cli import bench, plan
 
     main.add_command(ocr)
+    main.add_command(registry)
+    main.add_command(rounds)
     main.add_command(bench)
     main.add_command(plan)
     main.add_command(tubes)

@@ -24,6 +24,7 @@ from engine.gateway import IngestGateway
 from engine.grpc_server import GatewayServer
 from engine.lookup_grpc import ResidentsServicer, build_residents
 from engine.pii import Keyring
+from engine.rounds_grpc import add_rounds_service
 from engine.routing import DistrictRouter
 from engine.schema import apply_migrations
 from engine.store import CqlStore
@@ -107,6 +108,7 @@ async def start_gateway(
         host_stats=lambda: read_host_stats(hosts),
         residents=residents,
     )
+    add_rounds_service(server.server, settings, city, keyring)
     await server.start()
     return GatewayStack(
         server=server,
