@@ -12,13 +12,19 @@ from dataclasses import dataclass
 from engine.counters import MINUTE_MS
 
 __all__ = [
+    "HOUR_MS",
+    "Milestone",
     "Peak",
     "city_per_minute",
     "coverage",
     "current_rate",
     "eta_ms",
+    "hourly",
+    "milestones",
     "peak_minute",
 ]
+
+HOUR_MS = 60 * MINUTE_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +97,54 @@ def coverage(registered: int, population: int) -> float | None:
     if population <= 0:
         return None
     return registered / population
+
+
+def hourly(per_minute: Mapping[int, int]) -> dict[int, int]:
+    """Sum per-minute counts into hours (keyed by the hour's start, epoch ms)."""
+    hours: dict[int, int] = {}
+    for minute, count in per_minute.items():
+        hour = minute - minute % HOUR_MS
+        hours[hour] = hours.get(hour, 0) + count
+    return dict(sorted(hours.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    """When a round passed (or, at the current rate, will pass) a count."""
+
+    target: int
+    reached_ms: int | None
+    """Start of the minute in which the total reached ``target``."""
+    eta_ms: int | None
+    """Milliseconds from now until reached at the current rate; None when
+    reached already or nothing is arriving."""
+
+
+def milestones(
+    per_minute: Mapping[int, int],
+    targets: Iterable[int],
+    *,
+    done: int,
+    rate_per_minute: float,
+) -> list[Milestone]:
+    """Each target's minute of reaching it, or its ETA at the current rate.
+
+    Args:
+        per_minute: the round's counts per minute, every minute counted.
+        targets: totals to report on (1M, 5M, 10M...).
+        done: the round's total now.
+        rate_per_minute: registrations per minute now.
+    """
+    ordered = sorted(per_minute.items())
+    result = []
+    for target in sorted(targets):
+        reached: int | None = None
+        running = 0
+        for minute, count in ordered:
+            running += count
+            if running >= target:
+                reached = minute
+                break
+        left = None if reached is not None else eta_ms(done, target, rate_per_minute)
+        result.append(Milestone(target, reached, left))
+    return result

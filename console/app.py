@@ -10,11 +10,12 @@ from fastapi.responses import Response
 from nicegui import app
 
 from console.auth import UserDirectory
+from console.cluster import ClusterReader
 from console.config import ConsoleSettings
 from console.live import LiveState
 from console.lookup import PersonLookup
 from console.metrics import ConsoleMetrics
-from console.pages import city, districts, login, operator, saturation
+from console.pages import city, districts, login, operator, saturation, sites
 from console.session import Gate
 from console.sources import GatewayStoreSource
 from engine.city import load_city
@@ -36,12 +37,15 @@ def build(settings: Settings, console: ConsoleSettings) -> str:
         metrics,
         refresh_s=console.refresh_s,
         max_inflight=settings.max_inflight_records,
+        fleet=source.fleet,
+        cluster=ClusterReader(settings.ray_namespace, settings.ocr_actors),
     )
 
     login.register(gate)
-    city.register(gate, live, console.chart_minutes)
+    city.register(gate, live, console.chart_minutes, console.milestones)
     districts.register(gate, live, town, console.chart_minutes)
-    saturation.register(gate, live)
+    sites.register(gate, live, town)
+    saturation.register(gate, live, settings.cql_write_timeout_s)
     operator.register(gate, PersonLookup(settings))
 
     @app.get("/metrics")
@@ -72,7 +76,7 @@ def build(settings: Settings, console: ConsoleSettings) -> str:
 
         await asyncio.to_thread(connect_ray)
         live.start()
-        log.info("console_started", gateway=settings.gateway_address)
+        log.info("console_started", gateways=",".join(source.fleet.addresses))
 
     async def on_shutdown() -> None:
         await live.stop()

@@ -7,7 +7,7 @@ keyspace, city file) are read as usual; these add what only the console needs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,19 @@ class ConsoleSettings:
     """Screening round shown (the store's per-minute rows are per round)."""
 
     round_start_ms: int = 0
-    """Start of the round (epoch ms); 0 means the gateway's start time."""
+    """Start of the round (epoch ms); 0 means its first minute with
+    registrations (the ``round_minutes`` index), else the gateway's start."""
+
+    previous_round_start_ms: int = 0
+    """Start of the previous round (epoch ms) for the overlay; 0 means its
+    first minute with registrations."""
+
+    gateways: tuple[str, ...] = ()
+    """``host:port`` of every gateway, comma-separated in the variable;
+    empty means the engine's own gateway address."""
+
+    milestones: tuple[int, ...] = (1_000_000, 5_000_000, 10_000_000)
+    """Round totals whose time (or ETA) the city page shows."""
 
     refresh_s: float = 2.0
     """How often the console polls the gateway and the store."""
@@ -58,13 +70,16 @@ class ConsoleSettings:
             ConfigError: a variable does not parse as its field's type.
         """
         env = os.environ if environ is None else environ
-        casts = {
+        casts: dict[str, Callable[[str], object]] = {
             "host": str,
             "port": int,
             "users_file": Path,
             "storage_secret": str,
             "round": int,
             "round_start_ms": int,
+            "previous_round_start_ms": int,
+            "gateways": _addresses,
+            "milestones": _counts,
             "refresh_s": float,
             "chart_minutes": int,
             "history_minutes": int,
@@ -82,5 +97,22 @@ class ConsoleSettings:
                     "setting does not parse",
                     variable=_PREFIX + name.upper(),
                     value=raw,
+                    error=str(exc),
                 ) from exc
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _addresses(raw: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for address in addresses:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"not host:port: {address!r}")
+    return addresses
+
+
+def _counts(raw: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in raw.split(",") if part.strip())
+    if any(count <= 0 for count in counts):
+        raise ValueError(f"milestones must be positive: {raw!r}")
+    return counts

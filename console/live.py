@@ -1,19 +1,22 @@
 """The latest readings, refreshed in the background for every open page.
 
-One loop per console process polls the ingest source and samples the host
-every ``refresh_s``; pages only read :class:`LiveState`, so ten open browsers
-cost the gateway and the store no more than one.
+One loop per console process polls the ingest source, the gateways' shard
+host loads, the Ray cluster and this host every ``refresh_s``; pages only
+read :class:`LiveState`, so ten open browsers cost the engine no more than
+one. Drill-downs into a district are read on demand and kept ``refresh_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
 
+from console.cluster import ClusterReader, ClusterView
+from console.gateways import GatewayFleet, HostLoad, SiteDevices
 from console.metrics import ConsoleMetrics, HostSample, RayNode, SaturationSampler
-from console.metrics import ray_nodes as read_ray_nodes
 from console.sources import IngestSnapshot, IngestSource
 
 __all__ = ["LiveState"]
@@ -22,7 +25,17 @@ log = structlog.get_logger()
 
 
 class LiveState:
-    """Latest ingest snapshot, host sample and Ray nodes, kept fresh."""
+    """Latest ingest snapshot, host sample, shard hosts and Ray, kept fresh.
+
+    Args:
+        source: ingest counts (gateways and store).
+        metrics: the Prometheus gauges to keep in step.
+        refresh_s: poll period.
+        max_inflight: one gateway's in-flight limit (used until the gateways
+            report theirs).
+        fleet: the gateways, for shard host loads and drill-downs.
+        cluster: the Ray reader; None runs without Ray.
+    """
 
     def __init__(
         self,
@@ -31,16 +44,24 @@ class LiveState:
         *,
         refresh_s: float,
         max_inflight: int,
+        fleet: GatewayFleet | None = None,
+        cluster: ClusterReader | None = None,
     ) -> None:
         self.source = source
         self.metrics = metrics
         self.refresh_s = refresh_s
         self.max_inflight = max_inflight
+        self.fleet = fleet
+        self.cluster_reader = cluster
         self.ingest: IngestSnapshot | None = None
         self.host: HostSample | None = None
         self.nodes: list[RayNode] | None = None
+        self.cluster: ClusterView | None = None
+        self.hosts: list[HostLoad] = []
+        self.load_errors: list[str] = []
         self._sampler = SaturationSampler()
         self._task: asyncio.Task[None] | None = None
+        self._devices: dict[str, tuple[float, SiteDevices]] = {}
 
     def start(self) -> None:
         """Begin refreshing on the running event loop."""
@@ -57,8 +78,48 @@ class LiveState:
         """Take one round of readings (blocking reads run in a thread)."""
         self.ingest = await asyncio.to_thread(self.source.snapshot)
         self.host = self._sampler.sample()
-        self.nodes = await asyncio.to_thread(read_ray_nodes)
+        if self.fleet is not None:
+            errors: list[str] = []
+            hosts, limit = await asyncio.to_thread(self.fleet.host_loads, errors)
+            self.hosts, self.load_errors = hosts, errors
+            if limit:
+                self.max_inflight = limit
+        if self.cluster_reader is not None:
+            from actors.shard_host import shard_host_name
+
+            names = [shard_host_name(h.host) for h in self.hosts]
+            self.cluster = await asyncio.to_thread(self.cluster_reader.read, names)
+        self.nodes = (
+            None
+            if self.cluster is None
+            else [
+                RayNode(
+                    address=n.address,
+                    alive=n.alive,
+                    cpus=n.cpus,
+                    memory_bytes=float(n.usage.memory_total_bytes if n.usage else 0),
+                )
+                for n in self.cluster.nodes
+            ]
+        )
         self.metrics.update(self.host, self.nodes, self.ingest)
+        self.metrics.update_cluster(self.cluster, self.hosts, self.ingest)
+
+    async def devices(self, district: str) -> SiteDevices:
+        """Sites and devices of ``district``, at most ``refresh_s`` old.
+
+        Raises:
+            ValueError: the gateways do not know the district.
+        """
+        if self.fleet is None:
+            return SiteDevices(sites=(), devices=(), errors=("no gateway",))
+        cached = self._devices.get(district)
+        if cached is not None and time.monotonic() - cached[0] < self.refresh_s:
+            return cached[1]
+        fleet = self.fleet
+        result = await asyncio.to_thread(lambda: fleet.devices(district=district))
+        self._devices[district] = (time.monotonic(), result)
+        return result
 
     async def _run(self) -> None:
         while True:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import psutil
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
+from console.cluster import ClusterView
+from console.gateways import HostLoad, store_latency
 from console.sources import IngestSnapshot
 
 __all__ = [
@@ -187,6 +189,93 @@ class ConsoleMetrics:
         self.gateway_up = Gauge(
             "sieve_gateway_up", "1 if the gateway answered", registry=r
         )
+        self.gateways_answered = Gauge(
+            "sieve_gateways_answered", "Gateways whose Operations answered", registry=r
+        )
+        self.host_pending = Gauge(
+            "sieve_shard_host_pending_records",
+            "Registrations handed to the host's batchers, unanswered (all gateways)",
+            ["host"],
+            registry=r,
+        )
+        self.host_inflight = Gauge(
+            "sieve_shard_host_inflight_batches",
+            "Batches sent to the host, unanswered (all gateways)",
+            ["host"],
+            registry=r,
+        )
+        self.host_batch = Gauge(
+            "sieve_shard_host_mean_batch_records",
+            "Records per batch sent to the host",
+            ["host"],
+            registry=r,
+        )
+        self.host_store_errors = Gauge(
+            "sieve_shard_host_store_errors",
+            "Store write failures the host retried or gave up on",
+            ["host"],
+            registry=r,
+        )
+        self.host_answered = Gauge(
+            "sieve_shard_host_up", "1 if the host answered", ["host"], registry=r
+        )
+        self.actor_restarts = Gauge(
+            "sieve_actor_restarts", "Restarts of a Ray actor", ["actor"], registry=r
+        )
+        self.ocr_queued = Gauge(
+            "sieve_ocr_actor_queued",
+            "Images waiting in an OCR actor",
+            ["actor"],
+            registry=r,
+        )
+        self.store_latency = Gauge(
+            "sieve_store_latency_ms",
+            "Store request latency quantile, all shard hosts (bucket upper bound)",
+            ["profile", "quantile"],
+            registry=r,
+        )
+        self.store_requests = Gauge(
+            "sieve_store_requests", "Store requests timed", ["profile"], registry=r
+        )
+        self.store_errors = Gauge(
+            "sieve_store_request_errors",
+            "Store requests failed",
+            ["profile"],
+            registry=r,
+        )
+        self.node_cpu = Gauge(
+            "sieve_ray_node_cpu_percent", "CPU of a Ray node", ["node"], registry=r
+        )
+        self.node_memory = Gauge(
+            "sieve_ray_node_memory_percent",
+            "Memory of a Ray node",
+            ["node"],
+            registry=r,
+        )
+        self.node_net = Gauge(
+            "sieve_ray_node_network_bytes_per_second",
+            "Network traffic of a Ray node",
+            ["node", "direction"],
+            registry=r,
+        )
+        self.node_gpus = Gauge(
+            "sieve_ray_node_gpus",
+            "NVIDIA GPUs seen on a Ray node",
+            ["node"],
+            registry=r,
+        )
+        self.gpu_util = Gauge(
+            "sieve_ray_node_gpu_utilization_percent",
+            "GPU utilisation",
+            ["node", "gpu"],
+            registry=r,
+        )
+        self.gpu_memory = Gauge(
+            "sieve_ray_node_gpu_memory_used_bytes",
+            "GPU memory used",
+            ["node", "gpu"],
+            registry=r,
+        )
         self.registered = Gauge(
             "sieve_round_registered",
             "Registrations stored this round (store counts)",
@@ -220,6 +309,63 @@ class ConsoleMetrics:
             self.backpressure.set(gateway.backpressure_events)
         for district in ingest.districts:
             self.registered.labels(district=district.code).set(district.registered)
+
+    def update_cluster(
+        self,
+        cluster: ClusterView | None,
+        hosts: Sequence[HostLoad],
+        ingest: IngestSnapshot | None,
+    ) -> None:
+        """Set the Ray node, actor, store latency and gateway-count gauges."""
+        if ingest is not None and ingest.gateway is not None:
+            self.gateways_answered.set(ingest.gateway.answered)
+        elif ingest is not None:
+            self.gateways_answered.set(0)
+        for load in hosts:
+            host = str(load.host)
+            self.host_pending.labels(host=host).set(load.pending_records)
+            self.host_inflight.labels(host=host).set(load.inflight_batches)
+            self.host_batch.labels(host=host).set(load.mean_batch_size)
+            self.host_store_errors.labels(host=host).set(load.store_errors)
+            self.host_answered.labels(host=host).set(1 if load.answered else 0)
+        for profile, summary in store_latency(hosts).items():
+            self.store_requests.labels(profile=profile).set(summary.count)
+            self.store_errors.labels(profile=profile).set(summary.errors)
+            for quantile, value in (("0.5", summary.p50_ms), ("0.99", summary.p99_ms)):
+                if value is not None:
+                    self.store_latency.labels(profile=profile, quantile=quantile).set(
+                        value
+                    )
+        if cluster is None:
+            return
+        for name, restarts in cluster.restarts.items():
+            if restarts is not None:
+                self.actor_restarts.labels(actor=name).set(restarts)
+        for ocr in cluster.ocr:
+            if ocr.restarts is not None:
+                self.actor_restarts.labels(actor=ocr.name).set(ocr.restarts)
+            self.ocr_queued.labels(actor=ocr.name).set(ocr.queued)
+        for node in cluster.nodes:
+            usage = node.usage
+            if usage is None:
+                continue
+            label = node.address + "/" + node.node_id[:8]
+            self.node_cpu.labels(node=label).set(usage.cpu_percent)
+            self.node_memory.labels(node=label).set(usage.memory_percent)
+            self.node_net.labels(node=label, direction="sent").set(
+                usage.net_sent_bytes_per_s
+            )
+            self.node_net.labels(node=label, direction="received").set(
+                usage.net_recv_bytes_per_s
+            )
+            self.node_gpus.labels(node=label).set(len(usage.gpus or ()))
+            for gpu in usage.gpus or ():
+                self.gpu_util.labels(node=label, gpu=str(gpu.index)).set(
+                    gpu.utilization_percent
+                )
+                self.gpu_memory.labels(node=label, gpu=str(gpu.index)).set(
+                    gpu.memory_used_bytes
+                )
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every gauge."""

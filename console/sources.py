@@ -1,11 +1,12 @@
-"""Where the console's numbers come from: the gateway and the store.
+"""Where the console's numbers come from: the gateways and the store.
 
 :class:`IngestSource` is what pages need; :class:`GatewayStoreSource` answers
-it from the gateway's Operations service (open streams, in-flight,
-backpressure, acked totals since the gateway started) and from the store's
-``registrations_by_minute`` table, whose partition sizes are the exact
+it from every gateway's Operations service (open streams, in-flight,
+backpressure, acked totals since each gateway started, summed) and from the
+store's ``registrations_by_minute`` table, whose partition sizes are the exact
 per-minute counts. Completed minutes are counted once and cached; raw
-registrations are never scanned.
+registrations are never scanned. The round's start and the previous round's
+curve come from the ``round_minutes`` index (:mod:`console.rounds`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import grpc
 import structlog
 from cassandra.concurrent import execute_concurrent_with_args
 
+from console.aggregate import city_per_minute, hourly
 from console.config import ConsoleSettings
+from console.gateways import GatewayFleet, GatewayView
+from console.minute_cache import MinuteCountCache
+from console.rounds import RoundCurve, RoundMinutes
 from engine.city import City
 from engine.config import Settings
 from engine.counters import MINUTE_MS, minute_of
 from engine.exceptions import IngestError
 from engine.store import CqlStore
-from sieve.v1 import operations_pb2, operations_pb2_grpc
 
 __all__ = [
     "DistrictView",
@@ -45,17 +48,6 @@ _COUNT_MINUTE = (
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayView:
-    """The gateway's live state, from Operations.GetIngestStats."""
-
-    open_streams: int
-    inflight: int
-    backpressure_events: int
-    retry_acks: int
-    started_at_ms: int
-
-
-@dataclass(frozen=True, slots=True)
 class DistrictView:
     """One district: exact store counts and the gateway's acked totals."""
 
@@ -69,6 +61,8 @@ class DistrictView:
     gateway_stored: int = 0
     duplicate: int = 0
     rejected: int = 0
+    hourly: Mapping[int, int] = field(default_factory=dict)
+    """Exact stored count per hour (epoch ms of its start) over the window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +75,12 @@ class IngestSnapshot:
     districts: Sequence[DistrictView]
     gateway: GatewayView | None
     errors: Sequence[str] = field(default_factory=tuple)
+    round_start_ms: int | None = None
+    """First minute of the round (configured, or its first registrations)."""
+    city_per_minute: Mapping[int, int] = field(default_factory=dict)
+    """Exact city-wide count per minute over the whole counted window."""
+    previous: RoundCurve | None = None
+    """The previous round's curve, by minutes since its start."""
 
     @property
     def registered(self) -> int:
@@ -101,35 +101,12 @@ class IngestSource(Protocol):
         ...
 
 
-@dataclass
-class MinuteCountCache:
-    """Exact counts of minutes that can no longer change, by district."""
-
-    settle_ms: int
-    _counts: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def get(self, district: str, minute_ms: int) -> int | None:
-        """A cached count, or None if it must be (re)read."""
-        return self._counts.get((district, minute_ms))
-
-    def put(self, district: str, minute_ms: int, count: int, now_ms: int) -> None:
-        """Keep a count if its minute ended more than ``settle_ms`` ago."""
-        if minute_ms + MINUTE_MS + self.settle_ms <= now_ms:
-            self._counts[(district, minute_ms)] = count
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-
-# TODO: one gateway address is read; with several gateways the streams,
-# in-flight and rejected figures cover only that one. Summing every gateway's
-# Operations answer (or reading them from the store) would give the city view.
 class GatewayStoreSource:
-    """Reads the gateway's Operations service and the store's minute counts.
+    """Reads the gateways' Operations services and the store's minute counts.
 
     Args:
         settings: engine settings (gateway address, store, keyspace).
-        console: console settings (round, windows, settle time).
+        console: console settings (round, windows, settle time, gateways).
         city: the districts and their expected populations.
     """
 
@@ -137,28 +114,29 @@ class GatewayStoreSource:
         self._settings = settings
         self._console = console
         self._city = city
-        self._channel = grpc.insecure_channel(settings.gateway_address)
-        self._ops = operations_pb2_grpc.OperationsStub(  # type: ignore[no-untyped-call]
-            self._channel
-        )
+        self.fleet = GatewayFleet(console.gateways or (settings.gateway_address,))
         self._store = CqlStore(settings)
         self._cache = MinuteCountCache(settle_ms=round(console.settle_s * 1000))
+        self._rounds = RoundMinutes(self._store, round(console.settle_s * 1000))
+        self._round_start_ms: int | None = console.round_start_ms or None
         self._last_gateway_start_ms = 0
 
     def close(self) -> None:
-        """Close the gRPC channel and the store session."""
-        self._channel.close()
+        """Close the gRPC channels and the store session."""
+        self.fleet.close()
         self._store.close()
 
     def snapshot(self) -> IngestSnapshot:
-        """Read the gateway, then the store's counts for the window."""
+        """Read the gateways, then the store's counts for the window."""
         now_ms = time.time_ns() // 1_000_000
         errors: list[str] = []
-        gateway, reply = self._read_gateway(errors)
-        start_ms = self._window_start(now_ms, gateway)
+        gateway, acked = self.fleet.ingest(errors)
+        if gateway is not None:
+            self._last_gateway_start_ms = gateway.started_at_ms
+        round_start = self._read_round_start(errors)
+        start_ms = self._window_start(now_ms, round_start)
         minutes = list(range(minute_of(start_ms), minute_of(now_ms) + 1, MINUTE_MS))
         counts = self._read_counts(minutes, now_ms, errors)
-        acked = {d.district: d for d in reply.districts} if reply else {}
         chart_from = minute_of(now_ms) - (self._console.chart_minutes - 1) * MINUTE_MS
         districts = []
         for code, district in self._city.districts.items():
@@ -174,6 +152,7 @@ class GatewayStoreSource:
                     gateway_stored=stats.stored if stats else 0,
                     duplicate=stats.duplicate if stats else 0,
                     rejected=stats.rejected if stats else 0,
+                    hourly=hourly(per_minute),
                 )
             )
         return IngestSnapshot(
@@ -183,34 +162,38 @@ class GatewayStoreSource:
             districts=tuple(districts),
             gateway=gateway,
             errors=tuple(errors),
+            round_start_ms=round_start,
+            city_per_minute=city_per_minute(counts.values()),
+            previous=self._read_previous(now_ms, errors),
         )
 
-    def _read_gateway(
-        self, errors: list[str]
-    ) -> tuple[GatewayView | None, operations_pb2.IngestStatsResponse | None]:
+    def _read_round_start(self, errors: list[str]) -> int | None:
+        # Configured, or the first minute the index lists; once known it
+        # cannot move later, so it is not read again.
+        if self._round_start_ms is None:
+            try:
+                self._round_start_ms = self._rounds.first_minute(self._console.round)
+            except Exception as exc:  # noqa: BLE001 - shown, not fatal
+                log.warning("round_start_unread", error=str(exc))
+                errors.append(f"store: {exc}")
+        return self._round_start_ms
+
+    def _read_previous(self, now_ms: int, errors: list[str]) -> RoundCurve | None:
+        previous = self._console.round - 1
+        if previous < 1:
+            return None
         try:
-            reply = self._ops.GetIngestStats(
-                operations_pb2.IngestStatsRequest(minutes=1), timeout=3
+            return self._rounds.curve(
+                previous, self._console.previous_round_start_ms or None, now_ms
             )
-        except grpc.RpcError as exc:
-            log.warning("gateway_unreachable", code=str(exc.code()))
-            errors.append(f"gateway {self._settings.gateway_address}: {exc.code()}")
-            return None, None
-        self._last_gateway_start_ms = reply.started_at_ms
-        view = GatewayView(
-            open_streams=reply.open_streams,
-            inflight=reply.inflight,
-            backpressure_events=reply.backpressure_events,
-            retry_acks=reply.retry_acks,
-            started_at_ms=reply.started_at_ms,
-        )
-        return view, reply
+        except Exception as exc:  # noqa: BLE001 - shown, not fatal
+            log.warning("previous_round_unread", error=str(exc))
+            errors.append(f"store: {exc}")
+            return None
 
-    def _window_start(self, now_ms: int, gateway: GatewayView | None) -> int:
+    def _window_start(self, now_ms: int, round_start: int | None) -> int:
         console = self._console
-        start = console.round_start_ms or (
-            gateway.started_at_ms if gateway else self._last_gateway_start_ms
-        )
+        start = round_start or self._last_gateway_start_ms
         start = start or now_ms - console.chart_minutes * MINUTE_MS
         earliest_chart = now_ms - (console.chart_minutes - 1) * MINUTE_MS
         earliest = now_ms - console.history_minutes * MINUTE_MS

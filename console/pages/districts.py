@@ -1,6 +1,9 @@
-"""Districts page: registered, coverage and a per-minute sparkline each."""
+"""Districts page: registered, coverage, a per-minute sparkline and hourly
+totals per district, each linking to its sites and devices."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from fastapi.responses import Response
 from nicegui import ui
@@ -8,8 +11,9 @@ from nicegui import ui
 from console.aggregate import coverage
 from console.auth import Page
 from console.live import LiveState
-from console.pages.frame import frame
+from console.pages.frame import frame, hhmm
 from console.session import Gate
+from console.sources import DistrictView
 from engine.city import City
 from engine.counters import MINUTE_MS, minute_of
 
@@ -56,7 +60,9 @@ def register(gate: Gate, live: LiveState, city: City, chart_minutes: int) -> Non
             for header in _HEADERS:
                 ui.label(header).classes("font-semibold")
             for code, district in city.districts.items():
-                ui.label(f"{code} {district.name}")
+                ui.link(f"{code} {district.name}", f"/districts/{code}").props(
+                    f'data-testid="drill-{code}"'
+                )
                 cells = {}
                 for key in ("registered", "expected", "coverage", "rejected"):
                     cells[key] = ui.label("–").props(f'data-testid="{key}-{code}"')
@@ -64,6 +70,10 @@ def register(gate: Gate, live: LiveState, city: City, chart_minutes: int) -> Non
                 rows[code] = cells
                 sparks[code] = _sparkline(code)
         status = ui.label("").classes("text-sm text-gray-500")
+        ui.label("Registered per hour (store counts)").classes("text-lg")
+        hours_table = ui.table(columns=[], rows=[], row_key="district").props(
+            'data-testid="hourly" dense flat'
+        )
 
         def show() -> None:
             snap = live.ingest
@@ -88,6 +98,7 @@ def register(gate: Gate, live: LiveState, city: City, chart_minutes: int) -> Non
                 ]
                 spark.options["xAxis"]["data"] = minutes
                 spark.update()
+            _show_hours(hours_table, snap.districts)
             status.set_text(
                 "Registered and per-minute counts: exact, from the store "
                 "(registrations_by_minute). Rejected: acked by the gateway "
@@ -97,3 +108,21 @@ def register(gate: Gate, live: LiveState, city: City, chart_minutes: int) -> Non
         show()
         ui.timer(live.refresh_s, show)
         return None
+
+
+def _show_hours(table: ui.table, views: Sequence[DistrictView]) -> None:
+    hours = sorted({hour for view in views for hour in view.hourly})
+    table.columns = [
+        {"name": "district", "label": "District", "field": "district", "align": "left"},
+        *(
+            {"name": str(h), "label": hhmm(h), "field": str(h), "align": "right"}
+            for h in hours
+        ),
+        {"name": "total", "label": "Total", "field": "total", "align": "right"},
+    ]
+    table.rows = [
+        {"district": f"{v.code} {v.name}", "total": f"{v.registered:,}"}
+        | {str(h): f"{v.hourly.get(h, 0):,}" for h in hours}
+        for v in views
+    ]
+    table.update()

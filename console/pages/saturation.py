@@ -1,4 +1,5 @@
-"""Saturation page: host CPU and memory, Ray nodes, gateway pressure."""
+"""Saturation page: this host, every Ray node (CPU, memory, network, GPU),
+shard hosts and OCR actors, store latency and gateway pressure."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from console.auth import Page
 from console.live import LiveState
 from console.metrics import CPU_RED_PERCENT, SUSTAINED_S, Level
 from console.pages.frame import frame, level_classes
+from console.pages.saturation_tables import (
+    ACTOR_COLUMNS,
+    LATENCY_COLUMNS,
+    NODE_COLUMNS,
+    actor_rows,
+    latency_rows,
+    node_rows,
+)
 from console.session import Gate
 
 __all__ = ["register"]
@@ -26,7 +35,13 @@ def _set(label: ui.label, text: str, level: Level) -> None:
     label.props(f'data-level="{level}"')
 
 
-def register(gate: Gate, live: LiveState) -> None:
+def _table(testid: str, columns: list[dict[str, str]]) -> ui.table:
+    return ui.table(columns=columns, rows=[]).props(
+        f'data-testid="{testid}" dense flat'
+    )
+
+
+def register(gate: Gate, live: LiveState, write_timeout_s: float) -> None:
     """Add the saturation page at /saturation."""
 
     @ui.page("/saturation")
@@ -56,21 +71,17 @@ def register(gate: Gate, live: LiveState) -> None:
             .classes("w-full h-56")
             .props('data-testid="cpu-cores"')
         )
-        ui.label("Gateway").classes("text-lg")
+        gateways_title = ui.label("Gateways").classes("text-lg")
         with ui.row():
             streams = _value("Open device streams", "open-streams")
             inflight = _value("In flight (unacked)", "inflight")
             backpressure = _value("Backpressure events", "backpressure")
         ui.label("Ray nodes").classes("text-lg")
-        nodes_table = ui.table(
-            columns=[
-                {"name": "address", "label": "Node", "field": "address"},
-                {"name": "alive", "label": "Alive", "field": "alive"},
-                {"name": "cpus", "label": "CPUs", "field": "cpus"},
-                {"name": "memory", "label": "Memory (GiB)", "field": "memory"},
-            ],
-            rows=[],
-        ).props('data-testid="ray-nodes"')
+        nodes_table = _table("ray-nodes", NODE_COLUMNS)
+        ui.label("Actors").classes("text-lg")
+        actors_table = _table("actors", ACTOR_COLUMNS)
+        ui.label("Store latency (all shard hosts)").classes("text-lg")
+        latency_table = _table("store-latency", LATENCY_COLUMNS)
         ui.markdown(
             f"**Thresholds.** CPU is red when the mean over {SUSTAINED_S:.0f} s"
             f" is at or above {CPU_RED_PERCENT:.0f}% (the machine cannot take"
@@ -78,6 +89,10 @@ def register(gate: Gate, live: LiveState) -> None:
             " Memory: amber from 80%, red from 90% used. In flight: amber from"
             " 50% of the gateway's limit, red from 90% (devices are about to be"
             " pushed back). Backpressure events: red while they are rising."
+            " Store p99: amber from 20%, red from 50% of the write timeout"
+            " (requests are close to failing into RETRY acks); red while"
+            " errors rise. Actors: red when a host does not answer, amber when"
+            " its batches wait for a free send slot."
         ).classes("text-sm text-gray-600")
         previous = {"backpressure": -1}
 
@@ -106,33 +121,21 @@ def register(gate: Gate, live: LiveState) -> None:
                     for v in host.cpu_per_core
                 ]
                 cores.update()
-                nodes = live.nodes
-                if nodes is None:
-                    nodes_table.rows = [
-                        {
-                            "address": f"{host.hostname} (Ray not connected)",
-                            "alive": "yes",
-                            "cpus": len(host.cpu_per_core),
-                            "memory": f"{host.memory_total_bytes / 2**30:.1f}",
-                        }
-                    ]
-                else:
-                    nodes_table.rows = [
-                        {
-                            "address": n.address,
-                            "alive": "yes" if n.alive else "NO",
-                            "cpus": n.cpus,
-                            "memory": f"{n.memory_bytes / 2**30:.1f}",
-                        }
-                        for n in nodes
-                    ]
+                nodes_table.rows = node_rows(live.cluster, host)
                 nodes_table.update()
+            actors_table.rows = actor_rows(live.hosts, live.cluster)
+            actors_table.update()
+            latency_table.rows = latency_rows(live.hosts, write_timeout_s)
+            latency_table.update()
             snap = live.ingest
             gateway = None if snap is None else snap.gateway
             if gateway is None:
                 for label in (streams, inflight, backpressure):
                     _set(label, "unreachable", Level.RED)
                 return
+            gateways_title.set_text(
+                f"Gateways ({gateway.answered} of {gateway.asked} answering)"
+            )
             _set(streams, str(gateway.open_streams), Level.OK)
             share = gateway.inflight / max(live.max_inflight, 1)
             _set(
