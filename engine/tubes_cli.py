@@ -16,7 +16,12 @@ from engine.city import City, load_city
 from engine.config import Settings
 from engine.exceptions import IngestError
 from engine.logs import configure_logging
-from engine.tube_allocation import CAPACITIES, MAX_BATCH, TubeAllocator
+from engine.tube_allocation import (
+    CAPACITIES,
+    MAX_BATCH,
+    AllocationError,
+    TubeAllocator,
+)
 
 __all__ = ["tubes"]
 
@@ -76,8 +81,14 @@ def print_labels(
         batch = TubeAllocator(store).allocate(
             site, count, int(capacity), printer or socket.gethostname()
         )
+    except AllocationError as exc:
+        raise click.ClickException(f"allocation refused: {exc}") from exc
     except IngestError as exc:
-        raise click.ClickException(f"allocation failed: {exc}") from exc
+        # A timed-out compare-and-set may have advanced the counter: a retry
+        # can skip serials but never hands one out twice.
+        raise click.ClickException(
+            f"allocation failed, no sheet written; run again: {exc}"
+        ) from exc
     finally:
         store.close()
 

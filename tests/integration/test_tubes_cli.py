@@ -318,3 +318,21 @@ def test_check_of_good_codes_exits_zero(settings: Settings) -> None:
     result = _sieve(settings, "check", make_tube_code("120101-001", 0))
 
     assert 0 == result.exit_code, result.output
+
+
+def test_a_site_out_of_serials_is_refused_with_the_reason(
+    settings: Settings, store: CqlStore, tmp_path: Path
+) -> None:
+    """Past the last encodable serial the print fails whole and says why."""
+    store.execute_sync(
+        "INSERT INTO {ks}.tube_sequences (site, next_serial) VALUES (%s, %s)",
+        ("120112-001", 9_999_995),
+    )
+    out = tmp_path / "full.pdf"
+
+    result = _print(settings, "120112-001", 10, out)
+
+    assert 1 == result.exit_code
+    assert "allocation refused: site has no tube serials left" in result.output
+    assert not out.exists()
+    assert 9_999_995 == _sequence(store, "120112-001")
