@@ -162,7 +162,9 @@ class GatewayFleet:
         )
         return view, acks
 
-    def devices(self, *, district: str = "", site: str = "") -> SiteDevices:
+    def devices(
+        self, *, district: str = "", site: str = "", round_no: int = 0
+    ) -> SiteDevices:
         """Sites and devices of a district or a site, summed over gateways.
 
         Raises:
@@ -170,7 +172,9 @@ class GatewayFleet:
                 site); the message is the gateway's.
         """
         errors: list[str] = []
-        request = operations_pb2.ListDevicesRequest(district=district, site=site)
+        request = operations_pb2.ListDevicesRequest(
+            district=district, site=site, round=round_no
+        )
         replies = self._call_all("ListDevices", request, errors, refuse_invalid=True)
         stored: dict[str, int] = {}
         devices: dict[str, DeviceRow] = {}

@@ -117,7 +117,10 @@ class LiveState:
         if cached is not None and time.monotonic() - cached[0] < self.refresh_s:
             return cached[1]
         fleet = self.fleet
-        result = await asyncio.to_thread(lambda: fleet.devices(district=district))
+        round_no = self.ingest.round if self.ingest is not None else 0
+        result = await asyncio.to_thread(
+            lambda: fleet.devices(district=district, round_no=round_no)
+        )
         self._devices[district] = (time.monotonic(), result)
         return result
 

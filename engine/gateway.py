@@ -237,7 +237,7 @@ class IngestGateway:
         counter.add(checked.district, received_at_ms)
         if outcome is Outcome.STORED:
             self.presence.stored(
-                device.id, checked.site, checked.district, received_at_ms
+                device.id, checked.site, checked.district, checked.round, received_at_ms
             )
         return AckFields(
             registration_id=message.registration_id,

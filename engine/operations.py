@@ -55,7 +55,7 @@ def list_devices(
             operations_pb2.SiteCount(
                 site=site,
                 district=city.sites[site].district,
-                stored=presence.site_stored(site),
+                stored=presence.site_stored(site, request.round),
             )
         )
     for device, seen in presence.devices(frozenset(sites)):

@@ -58,7 +58,7 @@ class DevicePresence:
         self.max_devices = max_devices
         self.num_evicted = 0
         self._devices: OrderedDict[str, DeviceSeen] = OrderedDict()
-        self._site_stored: dict[str, int] = {}
+        self._site_stored: dict[tuple[int, str], int] = {}
 
     def seen(self, device: str, site: str, district: str, now_ms: int) -> DeviceSeen:
         """Note that ``device`` was heard from at ``now_ms``."""
@@ -83,14 +83,21 @@ class DevicePresence:
         if entry is not None and entry.curr_streams > 0:
             entry.curr_streams -= 1
 
-    def stored(self, device: str, site: str, district: str, now_ms: int) -> None:
+    def stored(
+        self, device: str, site: str, district: str, round_no: int, now_ms: int
+    ) -> None:
         """One registration of ``device`` at ``site`` was acked STORED."""
         self.seen(device, site, district, now_ms).num_stored += 1
-        self._site_stored[site] = self._site_stored.get(site, 0) + 1
+        key = (round_no, site)
+        self._site_stored[key] = self._site_stored.get(key, 0) + 1
 
-    def site_stored(self, site: str) -> int:
-        """Registrations of ``site`` acked STORED by this gateway."""
-        return self._site_stored.get(site, 0)
+    def site_stored(self, site: str, round_no: int = 0) -> int:
+        """Registrations of ``site`` acked STORED, in one round (0: all)."""
+        return sum(
+            count
+            for (stored_round, stored_site), count in self._site_stored.items()
+            if stored_site == site and round_no in (0, stored_round)
+        )
 
     def devices(self, sites: Collection[str]) -> list[tuple[str, DeviceSeen]]:
         """Remembered devices of the given sites, by device id."""

@@ -26,9 +26,10 @@ def test_stored_counts_per_device_and_site() -> None:
     """Each STORED ack counts for its device and for its site."""
     presence = DevicePresence()
     for at in range(3):
-        presence.stored("d1", SITE, DISTRICT, at)
-    presence.stored("d2", SITE, DISTRICT, 10)
+        presence.stored("d1", SITE, DISTRICT, 1, at)
+    presence.stored("d2", SITE, DISTRICT, 2, 10)
     assert 4 == presence.site_stored(SITE)
+    assert (3, 1) == (presence.site_stored(SITE, 1), presence.site_stored(SITE, 2))
     assert 0 == presence.site_stored("120101-002")
     assert [3, 1] == [seen.num_stored for _, seen in presence.devices({SITE})]
 
@@ -36,7 +37,7 @@ def test_stored_counts_per_device_and_site() -> None:
 def test_least_recently_seen_device_is_forgotten_past_the_cap() -> None:
     """The table never grows past its cap; site counts survive eviction."""
     presence = DevicePresence(max_devices=2)
-    presence.stored("old", SITE, DISTRICT, 1)
+    presence.stored("old", SITE, DISTRICT, 1, 1)
     presence.seen("mid", SITE, DISTRICT, 2)
     presence.seen("old", SITE, DISTRICT, 3)
     presence.seen("new", SITE, DISTRICT, 4)
