@@ -181,8 +181,8 @@ class TubeBook:
             if state is not None:
                 state.members.discard(record.registration_id)
 
-    def mark_sealed(self, code: str, sealed_at_ms: int) -> None:
-        """Record a durable seal; later bindings are refused."""
+    def mark_sealed(self, code: str, sealed_at_ms: int | None) -> None:
+        """Record a seal (None undoes one whose write failed)."""
         state = self._tubes.get(code)
         if state is not None:
             state.sealed_at_ms = sealed_at_ms
