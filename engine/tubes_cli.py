@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -254,11 +253,10 @@ def _require_parent(out: Path) -> None:
 
 def _write_atomic(out: Path, data: bytes) -> None:
     # A half-written PDF must never be mistaken for a complete sheet.
-    handle, temporary = tempfile.mkstemp(dir=out.parent, suffix=".part")
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.part")
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+        temporary.write_bytes(data)
         os.replace(temporary, out)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
