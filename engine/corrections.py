@@ -425,6 +425,7 @@ class CorrectionQueue:
             ) from None
         who = f"{actor.kind}:{actor.id}"
         note = _check_note(note, required=False)
+        await self._editor.read(rid)
 
         if correction.state is CorrectionState.OPEN:
             claim = await self._store.execute(
@@ -473,8 +474,8 @@ class CorrectionQueue:
         correction = await self.get(correction_id)
         who = f"{actor.kind}:{actor.id}"
         note = _check_note(note, required=True)
-        await self._transition(correction, who, CorrectionState.OPEN, state, note)
-        await self.record(correction.id, who, state.value.lower(), note)
+        if await self._transition(correction, who, CorrectionState.OPEN, state, note):
+            await self.record(correction.id, who, state.value.lower(), note)
         log.info("correction_closed", correction=correction.id, state=state, by=who)
 
     async def _transition(
@@ -484,7 +485,12 @@ class CorrectionQueue:
         expected: CorrectionState,
         state: CorrectionState,
         note: str,
-    ) -> None:
+    ) -> bool:
+        """Move the request to ``state``; False if this was a repeat by ``who``.
+
+        Raises:
+            CorrectionConflict: someone else resolved it, or another way.
+        """
         cid = uuid.UUID(correction.id)
         now_ms = self._clock_ms()
         applied = await self._store.execute(
@@ -494,13 +500,15 @@ class CorrectionQueue:
         )
         if not applied[0][0]:
             current = await self.get(correction.id)
-            if current.state is not state:
+            if current.state is not state or current.resolved_by != who:
                 raise CorrectionConflict(
-                    "request changed state meanwhile",
+                    "request is already resolved",
                     id=correction.id,
                     state=current.state.value,
+                    by=current.resolved_by,
                     wanted=state.value,
                 )
+            return False
         # The queue rows move after the row itself: a crash here leaves the
         # request listed as OPEN with a resolved row, which a retry of the
         # same resolution (refused as a conflict) does not repair.
@@ -526,6 +534,7 @@ class CorrectionQueue:
                 profile="ingest",
             ),
         )
+        return True
 
     def _opened(self, row: Any) -> Correction:
         key = row.correction_id.bytes

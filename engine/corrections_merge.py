@@ -40,7 +40,8 @@ _INSERT_HISTORY = (
     " new_doc_hash) VALUES (?,?,toTimestamp(now()),?,?,?,?,?,?)"
 )
 _LIST_HISTORY = (
-    "SELECT correction_id, changed_at, changed_by, doc_hash, new_doc_hash"
+    "SELECT correction_id, changed_at, changed_by, name_sealed, doc_type,"
+    " doc_sealed, doc_hash, new_doc_hash"
     " FROM {ks}.registration_history WHERE registration_id = ?"
 )
 _INSERT_PERSON = (
