@@ -30,7 +30,12 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement
 from engine.documents import DocumentType, InvalidDocument, validate_resident_id
 from engine.pii import PiiCipher
 from engine.registry import PopulationRegistry
-from engine.registry_index import RegistryIndex, doc_prefix, prefix_to_signed
+from engine.registry_index import (
+    RegistryIndex,
+    doc_prefix,
+    prefix_to_signed,
+    prefixes_of,
+)
 from engine.store import CqlStore
 from engine.validation import Rejection, check_name
 
@@ -271,6 +276,27 @@ class RegistryImporter:
             elapsed_s=round(report.progress.elapsed_s, 1),
         )
         return report
+
+    async def add_to_index(self, residents: Iterable[tuple[str, str]]) -> int:
+        """Publish residents into the index without contact rows; the version.
+
+        The fast path for synthetic registries of tests and benchmarks: the
+        (ID number, district) pairs must already be valid and unique. Such
+        residents count for coverage and missed counts, but have no contact
+        to list until a full import of their rows.
+        """
+        hashes, districts = [], []
+        for id_number, district in residents:
+            hashes.append(
+                self._cipher.lookup_hash(DocumentType.RESIDENT_ID_CARD, id_number)
+            )
+            districts.append(district)
+        new = RegistryIndex.build(0, prefixes_of(hashes), districts)
+        registry = PopulationRegistry(self._store, self._cipher)
+        current = await asyncio.to_thread(registry.load_index)
+        merged = current.merged(new, current.version + 1)
+        await registry.publish(merged)
+        return merged.version
 
     def _refuse(
         self,

@@ -12,7 +12,7 @@ import argparse
 import csv
 import datetime as dt
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
@@ -105,7 +105,7 @@ def city_districts(settings: Settings | None = None) -> list[tuple[str, int]]:
     return [(d.code, d.population) for d in city.districts.values()]
 
 
-def write_csv(handle: TextIO, rows: Iterator[RegistryRow]) -> int:
+def write_csv(handle: TextIO, rows: Iterable[Sequence[str]]) -> int:
     """Write the header and rows; returns the rows written."""
     writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(HEADER)
