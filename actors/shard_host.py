@@ -18,8 +18,11 @@ import ray
 import structlog
 
 from actors.ocr_pool import OcrActorPool, find_ocr_actors
+from engine.box_keeper import BoxKeeper
 from engine.config import Settings
 from engine.exceptions import StoreUnavailable
+from engine.journey import Step, StepAnswer
+from engine.journey_shard import JourneyShard
 from engine.logs import configure_logging
 from engine.participation import ParticipationTracker
 from engine.pii import Keyring, PiiCipher
@@ -85,6 +88,8 @@ class ShardHostActor:
         self._participation = ParticipationTracker(self._store, cipher, shard_ids)
         on_stored = self._on_stored
         self._tubes = TubeBook(self._store)
+        self._boxes = BoxKeeper(self._store)
+        self._journey = JourneyShard(self._store, self._tubes, self._boxes)
         self._writers = {
             shard_id: ShardWriter(
                 self._store,
@@ -147,6 +152,18 @@ class ShardHostActor:
                 outcomes[position] = encode_answer(answer)
         return outcomes
 
+    async def journey(
+        self, shard_id: str, steps: Sequence[Step]
+    ) -> list[list[StepAnswer]]:
+        """Apply journey steps of one of this host's shards.
+
+        Steps on different tubes or boxes run concurrently; steps on the same
+        one keep their order (its lock is taken first come, first served).
+        """
+        if shard_id not in self._writers:
+            raise ValueError(f"shard {shard_id} is not served by this host")
+        return list(await asyncio.gather(*(self._journey.apply(s) for s in steps)))
+
     async def _sweep(self) -> None:
         assert self._verifier is not None
         while True:
@@ -168,6 +185,9 @@ class ShardHostActor:
             }
         )
         stats.append(self._participation.stats())
+        stats.append(
+            {**self._journey.stats(), **self._tubes.stats(), **self._boxes.stats()}
+        )
         if self._verifier is not None:
             stats.append(
                 {

@@ -26,6 +26,7 @@ from engine.exceptions import (
     StoreError,
     StoreUnavailable,
 )
+from engine.journey import Step, StepAnswer
 from engine.registration import ShardAnswer, decode_answer
 from engine.routing import DistrictRouter, ShardItem
 
@@ -113,18 +114,30 @@ class RayShardPool:
             StoreUnavailable: the host reached the store, which did not take it.
             ShardUnavailable: the host did not answer within the timeout.
         """
+        values = await self._call(host, "write_batch", list(batch))
+        return [decode_answer(value) for value in values]
+
+    async def apply(
+        self, host: int, shard_id: str, steps: Sequence[Step]
+    ) -> list[list[StepAnswer]]:
+        """Apply journey steps on a shard host (same retries as :meth:`write`)."""
+        result: list[list[StepAnswer]] = await self._call(
+            host, "journey", shard_id, list(steps)
+        )
+        return result
+
+    async def _call(self, host: int, method: str, *args: Any) -> Any:
+        # Safe to resend after a host restart: every shard call is idempotent.
         handle = self._hosts[host]
         deadline = time.monotonic() + self._timeout_s
         delay_s = _RETRY_FIRST_S
-        records = list(batch)
         while True:
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
                 raise ShardUnavailable("shard host did not answer in time", host=host)
             try:
-                ref = handle.write_batch.remote(records)
-                values = await asyncio.wait_for(ref, timeout=remaining_s)
-                return [decode_answer(value) for value in values]
+                ref = getattr(handle, method).remote(*args)
+                return await asyncio.wait_for(ref, timeout=remaining_s)
             except RayTaskError as exc:
                 raise _store_error(exc, host) from exc
             except (RayActorError, ActorUnavailableError) as exc:

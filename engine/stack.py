@@ -22,12 +22,15 @@ from engine.config import Settings
 from engine.exceptions import ConfigError
 from engine.gateway import IngestGateway
 from engine.grpc_server import GatewayServer
+from engine.journey_gateway import JourneyGateway
+from engine.journey_service import JourneyServicer
 from engine.lookup_grpc import ResidentsServicer, build_residents
 from engine.pii import Keyring
 from engine.rounds_grpc import add_rounds_service
 from engine.routing import DistrictRouter
 from engine.schema import apply_migrations
 from engine.store import CqlStore
+from engine.tube_allocation import TubeAllocator
 
 __all__ = ["GatewayStack", "prepare_store", "serve_forever", "start_gateway"]
 
@@ -60,6 +63,7 @@ class GatewayStack:
     city: City
     ocr_actors: list[Any]
     residents: ResidentsServicer | None = None
+    journey_store: CqlStore | None = None
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Stop taking streams, let open ones finish, close the server."""
@@ -67,6 +71,8 @@ class GatewayStack:
         await self.gateway.drain()
         if self.residents is not None:
             self.residents.close()
+        if self.journey_store is not None:
+            self.journey_store.close()
 
 
 async def start_gateway(
@@ -109,6 +115,20 @@ async def start_gateway(
         residents=residents,
     )
     add_rounds_service(server.server, settings, city, keyring)
+    journey_store = CqlStore(settings)
+    await asyncio.to_thread(journey_store.connect)
+    journey = JourneyServicer(
+        JourneyGateway(
+            city,
+            router,
+            pool,
+            TubeAllocator(journey_store),
+            retry_after_ms=settings.backpressure_retry_ms,
+        ),
+        DeviceAuthenticator(city, keyring.device_token),
+        journey_store,
+    )
+    journey.add_to(server.server)
     await server.start()
     return GatewayStack(
         server=server,
@@ -119,6 +139,7 @@ async def start_gateway(
         city=city,
         ocr_actors=ocr_actors,
         residents=residents,
+        journey_store=journey_store,
     )
 
 
