@@ -175,6 +175,9 @@ class PopulationRegistry:
         log.info("registry_index_loaded", version=index.version, residents=index.size)
         return index
 
+    # TODO: residents can be added or updated but never removed (moved away,
+    # deceased); removal would need a version whose positions no longer
+    # cover the older ones, and rebasing parts would have to drop them.
     async def publish(self, index: RegistryIndex) -> None:
         """Store an index's chunks and population, then make it current.
 

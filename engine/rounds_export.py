@@ -103,6 +103,8 @@ class RowResolver:
                     for number, person in (p for p in people if p is not None)
                 ]
 
+    # TODO: people not on the registry are listed with ID number and name
+    # only (no phone or address is collected at registration).
     async def _visitor(self, doc_hash: bytes) -> tuple[str, str] | None:
         """(ID number, name) from a person's latest registration."""
         async with self._limit:

@@ -56,6 +56,8 @@ class DistrictAuthenticator:
         self._districts = frozenset(city.districts)
         self._key = device_token_key
 
+    # TODO: district tokens derive from the device-token key and cannot be
+    # revoked one by one; a leaked token is valid until that key rotates.
     def authenticate(self, district: str, token: str) -> str:
         """Return the district if its token is right.
 
