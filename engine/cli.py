@@ -25,6 +25,7 @@ __all__ = ["main", "run"]
 
 
 def _register_extensions() -> None:
+    from engine.journey_cli import journey, recall, results
     from engine.ocr_cli import ocr
     from engine.rounds_cli import registry, rounds
     from engine.tubes_cli import tubes
@@ -36,6 +37,9 @@ def _register_extensions() -> None:
     main.add_command(bench)
     main.add_command(plan)
     main.add_command(tubes)
+    main.add_command(results)
+    main.add_command(recall)
+    main.add_command(journey)
 
 
 def _settings() -> Settings:
