@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
-__all__ = ["GpuUsage", "HostUsage", "HostUsageSampler", "read_gpus"]
+__all__ = ["SUSTAINED_S", "GpuUsage", "HostUsage", "HostUsageSampler", "read_gpus"]
+
+SUSTAINED_S = 60.0
+"""Window of the sustained CPU mean: a minute tells load from a spike."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,8 @@ class HostUsage:
     taken_at_s: float
     cpu_percent: float
     cpu_per_core: tuple[float, ...]
+    cpu_sustained_percent: float
+    """Mean CPU over the samples of the last ``SUSTAINED_S`` seconds."""
     memory_percent: float
     memory_used_bytes: int
     memory_total_bytes: int
@@ -94,6 +100,7 @@ class HostUsageSampler:
         psutil.cpu_percent(percpu=True)  # the first call primes the counters
         self._net = psutil.net_io_counters()
         self._net_at = time.monotonic()
+        self._cpu_history: deque[tuple[float, float]] = deque()
 
     def sample(self) -> HostUsage:
         """One reading; the first covers the time since construction."""
@@ -105,11 +112,17 @@ class HostUsageSampler:
         sent = (net.bytes_sent - self._net.bytes_sent) / elapsed_s
         recv = (net.bytes_recv - self._net.bytes_recv) / elapsed_s
         self._net, self._net_at = net, now
+        cpu = sum(per_core) / len(per_core) if per_core else 0.0
+        self._cpu_history.append((now, cpu))
+        while self._cpu_history[0][0] < now - SUSTAINED_S:
+            self._cpu_history.popleft()
         return HostUsage(
             hostname=socket.gethostname(),
             taken_at_s=time.time(),
-            cpu_percent=sum(per_core) / len(per_core) if per_core else 0.0,
+            cpu_percent=cpu,
             cpu_per_core=per_core,
+            cpu_sustained_percent=sum(v for _, v in self._cpu_history)
+            / len(self._cpu_history),
             memory_percent=memory.percent,
             memory_used_bytes=memory.total - memory.available,
             memory_total_bytes=memory.total,

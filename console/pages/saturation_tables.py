@@ -42,7 +42,7 @@ NODE_COLUMNS = _columns(
     ("address", "Node"),
     ("alive", "Alive"),
     ("cpus", "CPUs"),
-    ("cpu", "CPU"),
+    ("cpu", "CPU now (sustained)"),
     ("memory", "Memory"),
     ("network", "Network (sent / received)"),
     ("gpu", "GPU"),
@@ -110,7 +110,8 @@ def _node_row(
         "address": address,
         "alive": "yes" if alive else "NO",
         "cpus": f"{cpus:g}",
-        "cpu": f"{usage.cpu_percent:.0f}%",
+        "cpu": f"{usage.cpu_percent:.0f}%"
+        f" ({usage.cpu_sustained_percent:.0f}% over 60 s)",
         "memory": f"{usage.memory_percent:.0f}% of"
         f" {usage.memory_total_bytes / 2**30:.1f} GiB",
         "network": f"{_rate(usage.net_sent_bytes_per_s)} /"
@@ -119,9 +120,7 @@ def _node_row(
         "level": str(
             _worst(
                 Level.OK if alive else Level.RED,
-                # A node's reading is one interval; only this machine keeps
-                # the minute of history that 'sustained' needs.
-                cpu_level(usage.cpu_percent, usage.cpu_percent),
+                cpu_level(usage.cpu_sustained_percent, usage.cpu_percent),
                 memory_level(usage.memory_percent),
                 net_level,
                 gpu_level,

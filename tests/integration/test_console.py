@@ -23,7 +23,7 @@ from console.auth import hash_password
 from engine.config import REPO_ROOT, Settings
 from engine.store import CqlStore
 from perf.device import DeviceReport, send_all
-from sieve.v1 import ingest_pb2
+from sieve.v1 import ingest_pb2, operations_pb2, operations_pb2_grpc
 from tests.conftest import GatewayThread, free_port
 from tests.helpers import allocate_tubes, device_token, make_registrations
 
@@ -46,6 +46,8 @@ SITE = "120101-001"
 DISTRICT = "120101"
 DEVICE = f"{SITE}-D0007"
 COUNT = 4_000
+PREVIOUS = 600
+"""Round-1 registrations stored before the console starts; it shows round 2."""
 
 
 def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -60,10 +62,24 @@ def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 @pytest.fixture(scope="module")
+def previous_round(settings: Settings, store: CqlStore, gateway: GatewayThread) -> int:
+    """Round 1 stored through the gateway before the console starts."""
+    regs = make_registrations(
+        PREVIOUS, SITE, tubes=allocate_tubes(store, SITE, PREVIOUS), seed=40
+    )
+    sender = _stream_in_background(settings, regs)
+    sender.join(120)
+    acks = sender.report["r"].acks.values()  # type: ignore[attr-defined]
+    assert PREVIOUS == sum(ack.status == ingest_pb2.STORED for ack in acks)
+    return PREVIOUS
+
+
+@pytest.fixture(scope="module")
 def console_url(
     settings: Settings,
     gateway: GatewayThread,
     ray_local: Cluster,
+    previous_round: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """The console app in a subprocess, pointed at the module's gateway."""
@@ -82,6 +98,8 @@ def console_url(
         "SIEVE_CONSOLE_PORT": str(port),
         "SIEVE_CONSOLE_USERS_FILE": str(users),
         "SIEVE_CONSOLE_REFRESH_S": "1",
+        "SIEVE_CONSOLE_ROUND": "2",
+        "SIEVE_CONSOLE_MILESTONES": "1000,3000,1000000",
         "SIEVE_RAY_ADDRESS": ray_local.address,
         "SIEVE_LOG_LEVEL": "WARNING",
     }
@@ -134,20 +152,31 @@ def _login(browser: Any, url: str, user: str, password: str) -> Any:
     return page
 
 
-def _chart_data(page: Any, testid: str) -> list[Any]:
+def _chart_data(page: Any, testid: str, series: int = 0) -> list[Any]:
     handle = page.get_by_test_id(testid).element_handle()
     return list(
-        page.evaluate("el => getElement(el).chart.getOption().series[0].data", handle)
+        page.evaluate(
+            f"el => getElement(el).chart.getOption().series[{series}].data", handle
+        )
     )
 
 
-def _store_count(store: CqlStore, district: str) -> int:
+def _store_count(store: CqlStore, district: str, round_no: int) -> int:
+    # A test-only cross-check: the console itself never scans.
     rows = store.execute_sync(
         "SELECT COUNT(*) FROM {ks}.registrations_by_minute"
-        " WHERE round = 1 AND district = %s ALLOW FILTERING",
-        (district,),
+        " WHERE round = %s AND district = %s ALLOW FILTERING",
+        (round_no, district),
     )
     return int(rows[0].count)
+
+
+def _cells(page: Any, testid: str) -> list[list[str]]:
+    rows = page.locator(f'[data-testid="{testid}"] tbody tr')
+    return [
+        [cell.strip() for cell in rows.nth(i).locator("td").all_inner_texts()]
+        for i in range(rows.count())
+    ]
 
 
 def _stream_in_background(settings: Settings, regs: list[Any]) -> threading.Thread:
@@ -168,10 +197,12 @@ def _stream_in_background(settings: Settings, regs: list[Any]) -> threading.Thre
 def test_console_shows_live_ingest(
     settings: Settings, store: CqlStore, console_url: str, browser: Any
 ) -> None:
-    """Live chart grows, counts match the store, CPU shows, command is refused."""
+    """Live chart grows over the previous round, counts match the store and the
+    gateway, saturation shows this machine and store latency, command is
+    refused operator pages."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tubes = allocate_tubes(store, SITE, COUNT)
-    regs = make_registrations(COUNT, SITE, tubes=tubes, seed=41)
+    regs = make_registrations(COUNT, SITE, tubes=tubes, seed=41, round_no=2)
     page = _login(browser, console_url, "op", "o-pw")
 
     before = sum(_chart_data(page, "city-chart"))
@@ -190,16 +221,42 @@ def test_console_shows_live_ingest(
     acks = sender.report["r"].acks.values()  # type: ignore[attr-defined]
     assert COUNT == sum(ack.status == ingest_pb2.STORED for ack in acks)
     _wait(lambda: COUNT == sum(_chart_data(page, "city-chart")), 20, "all stored")
+    _wait(
+        lambda: PREVIOUS == sum(_chart_data(page, "city-chart", series=1)),
+        20,
+        "the previous round's curve",
+    )
+    reached = page.get_by_test_id("milestone-3000")
+    _wait(lambda: "reached" in reached.inner_text(), 20, "the 3000 milestone")
+    assert "reached" in page.get_by_test_id("milestone-1000").inner_text()
+    assert "reached" not in page.get_by_test_id("milestone-1000000").inner_text()
     page.screenshot(path=str(ARTIFACTS / "city.png"), full_page=True)
 
     page.goto(f"{console_url}/districts")
-    expected = _store_count(store, DISTRICT)
+    expected = _store_count(store, DISTRICT, 2)
     assert COUNT == expected
     registered = page.get_by_test_id(f"registered-{DISTRICT}")
     _wait(lambda: registered.inner_text() == str(expected), 30, "store count")
     assert str(expected) == registered.inner_text()
     assert "0.00" not in page.get_by_test_id(f"coverage-{DISTRICT}").inner_text()
+    hourly = {row[0].split()[0]: row for row in _cells(page, "hourly")}
+    assert f"{COUNT:,}" == hourly[DISTRICT][-1]
+    assert COUNT == sum(int(cell.replace(",", "")) for cell in hourly[DISTRICT][1:-1])
     page.screenshot(path=str(ARTIFACTS / "districts.png"), full_page=True)
+
+    page.get_by_test_id(f"drill-{DISTRICT}").click()
+    page.wait_for_url(f"{console_url}/districts/{DISTRICT}")
+
+    def site_row() -> list[str] | None:
+        rows = [r for r in _cells(page, "sites") if r and r[0] == SITE]
+        return rows[0] if rows and rows[0][2] == str(COUNT) else None
+
+    assert _wait(site_row, 20, "the site's count from the gateway")
+    devices = {row[0]: row for row in _cells(page, "devices")}
+    assert str(PREVIOUS + COUNT) == devices[DEVICE][4]
+    assert "offline" == devices[DEVICE][2]
+    assert devices[DEVICE][3].endswith("ago")
+    page.screenshot(path=str(ARTIFACTS / "district-drill-down.png"), full_page=True)
 
     page.goto(f"{console_url}/saturation")
     cpu = page.get_by_test_id("cpu-total")
@@ -209,6 +266,24 @@ def test_console_shows_live_ingest(
     assert os.cpu_count() == len(cores)
     ray_rows = page.locator('[data-testid="ray-nodes"] tbody tr')
     _wait(lambda: 2 == ray_rows.count(), 30, "the two Ray nodes")
+
+    def nodes_read() -> list[list[str]] | None:
+        rows = _cells(page, "ray-nodes")
+        return rows if all(re.match(r"\d+% \(", r[3]) for r in rows) else None
+
+    for row in _wait(nodes_read, 30, "both nodes' probes"):
+        assert "no GPU" == row[6]  # this machine has none; nothing is made up
+        assert "KiB/s" in row[5] or "MiB/s" in row[5]
+    latency = _wait(
+        lambda: {r[0]: r for r in _cells(page, "store-latency")}.get("ingest"),
+        20,
+        "store latency",
+    )
+    assert int(latency[1].replace(",", "")) > 0
+    assert re.fullmatch(r"≤ [\d.]+ ms", latency[3])
+    actors = {r[0]: r for r in _cells(page, "actors")}
+    assert {"shard-host-0", "shard-host-1"} <= set(actors)
+    assert actors["shard-host-0"][5].isdigit()
     page.screenshot(path=str(ARTIFACTS / "saturation.png"), full_page=True)
 
     page.goto(f"{console_url}/operator")
@@ -233,5 +308,42 @@ def test_console_shows_live_ingest(
     assert f'sieve_round_registered{{district="{DISTRICT}"}} {COUNT}.0'.encode() in (
         metrics
     )
+    assert b'sieve_store_latency_ms{profile="ingest",quantile="0.99"}' in metrics
+    assert b"sieve_ray_node_cpu_percent{" in metrics
+    assert re.search(rb"sieve_ray_node_gpus\{[^}]*\} 0\.0", metrics)
+    assert b'sieve_actor_restarts{actor="shard-host-0"}' in metrics
+    assert b"sieve_gateways_answered 1.0" in metrics
     # The README's picture (docs/console.png) is refreshed from
     # artifacts/console/city.png by hand; a test run never edits tracked files.
+
+
+def test_operations_refuses_a_drill_down_without_a_place(
+    settings: Settings, gateway: GatewayThread, previous_round: int
+) -> None:
+    """ListDevices names what was wrong; GetSaturation relays store latency."""
+    with grpc.insecure_channel(settings.gateway_address) as channel:
+        ops = operations_pb2_grpc.OperationsStub(channel)  # type: ignore[no-untyped-call]
+        for request, message in (
+            (operations_pb2.ListDevicesRequest(), "exactly one"),
+            (operations_pb2.ListDevicesRequest(district="999999"), "unknown district"),
+            (operations_pb2.ListDevicesRequest(site="nowhere"), "unknown site"),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                ops.ListDevices(request, timeout=5)
+            assert grpc.StatusCode.INVALID_ARGUMENT == caught.value.code()
+            assert message in str(caught.value.details())
+        reply = ops.ListDevices(
+            operations_pb2.ListDevicesRequest(site=SITE, round=1), timeout=5
+        )
+        assert [(SITE, previous_round)] == [(s.site, s.stored) for s in reply.sites]
+        assert DEVICE in [d.device for d in reply.devices]
+        load = ops.GetSaturation(operations_pb2.SaturationRequest(), timeout=10)
+        assert [0, 1] == [h.host for h in load.hosts]
+        assert all(h.answered for h in load.hosts)
+        ingest = [
+            sum(p.counts)
+            for h in load.hosts
+            for p in h.store_latency
+            if p.profile == "ingest"
+        ]
+        assert sum(ingest) > 0
