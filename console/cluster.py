@@ -157,9 +157,10 @@ def _restarts(name: str, namespace: str) -> int | None:
         handle = ray.get_actor(name, namespace=namespace)
     except ValueError:
         return None
-    # NOTE: Ray's public state API (ray.util.state) needs the dashboard,
-    # which production and test clusters run without; the GCS actor table
-    # behind it is read directly, for the one actor by its id.
+    # TODO: Ray's public state API (ray.util.state) needs the dashboard,
+    # which production and test clusters run without, so the GCS actor table
+    # is read through a private module; a Ray upgrade may move it, and then
+    # restarts show as unknown ("?") until this is adapted.
     from ray._private.state import state
 
     try:
