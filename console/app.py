@@ -15,7 +15,15 @@ from console.config import ConsoleSettings
 from console.live import LiveState
 from console.lookup import PersonLookup
 from console.metrics import ConsoleMetrics
-from console.pages import city, districts, login, operator, saturation, sites
+from console.pages import (
+    city,
+    corrections,
+    districts,
+    login,
+    operator,
+    saturation,
+    sites,
+)
 from console.session import Gate
 from console.sources import GatewayStoreSource
 from engine.city import load_city
@@ -46,7 +54,9 @@ def build(settings: Settings, console: ConsoleSettings) -> str:
     districts.register(gate, live, town, console.chart_minutes)
     sites.register(gate, live, town)
     saturation.register(gate, live, settings.cql_write_timeout_s)
-    operator.register(gate, PersonLookup(settings))
+    desk = PersonLookup(settings, town)
+    operator.register(gate, desk)
+    corrections.register(gate, desk)
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
@@ -81,6 +91,7 @@ def build(settings: Settings, console: ConsoleSettings) -> str:
     async def on_shutdown() -> None:
         await live.stop()
         source.close()
+        desk.close()
 
     app.on_startup(on_startup)
     app.on_shutdown(on_shutdown)

@@ -1,26 +1,29 @@
-"""Operator look-up of a person's registrations by ID number, shown masked.
+"""The operator desk: audited ID look-ups and the corrections queue, for the console.
 
-The number is hashed with the deployment's look-up key (as the shards do) and
-``registrations_by_person`` is read by that hash; the number itself is never
-stored, logged or shown unmasked.
+Look-ups go through :class:`engine.lookup.ResidentLookup`, the same logic the
+Residents gRPC service uses, so every operator view writes the same audit
+rows (actor kind ``operator``, the console user's name). Numbers are hashed
+with the deployment's look-up key; they are never stored, logged or shown
+unmasked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 
+from engine.city import City, load_city
 from engine.config import Settings
-from engine.documents import DocumentType, InvalidDocument, normalize_document
+from engine.corrections import CorrectionQueue
+from engine.corrections_candidates import CandidateFinder
+from engine.corrections_merge import RegistrationEditor
+from engine.documents import DocumentType
+from engine.lookup import Actor, RequestInvalid, ResidentLookup
 from engine.pii import Keyring, PiiCipher, mask_document
 from engine.store import CqlStore
 
 __all__ = ["LookupResult", "PersonLookup"]
-
-_BY_PERSON = (
-    "SELECT received_at, round, district, site, tube FROM"
-    " {ks}.registrations_by_person WHERE doc_hash = ? LIMIT 50"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,43 +33,95 @@ class LookupResult:
     masked: str
     valid: bool
     rows: tuple[dict[str, str], ...] = ()
+    reason: str = ""
 
 
 class PersonLookup:
-    """Finds a resident ID number's registrations, masked."""
+    """Look-ups and corrections for console operators (one store connection).
 
-    def __init__(self, settings: Settings) -> None:
+    Call :meth:`ready` (or any method, which calls it) from the event loop;
+    connecting is blocking and runs in a thread once.
+    """
+
+    def __init__(self, settings: Settings, city: City | None = None) -> None:
         self._settings = settings
-        self._store = CqlStore(settings)
-        self._cipher: PiiCipher | None = None
-
-    def find(self, raw_number: str) -> LookupResult:
-        """Look up one resident ID card number (blocking)."""
-        raw = raw_number.strip()
-        try:
-            number = normalize_document(
-                DocumentType.RESIDENT_ID_CARD, raw, dt.date.today()
-            )
-        except InvalidDocument:
-            return LookupResult(masked=mask_document(raw), valid=False)
-        if self._cipher is None:
-            self._cipher = PiiCipher(Keyring.load(self._settings.keys_file))
-        digest = self._cipher.lookup_hash(int(DocumentType.RESIDENT_ID_CARD), number)
-        statement = self._store.prepare(_BY_PERSON)
-        rows = self._store.session.execute(
-            statement, (digest,), execution_profile="lookup"
+        self.city = city or load_city(
+            settings.city_config, default_shards=settings.shards_per_district
         )
+        self._store = CqlStore(settings)
+        self._lock = asyncio.Lock()
+        self._lookup: ResidentLookup | None = None
+        self._corrections: CorrectionQueue | None = None
+        self._finder: CandidateFinder | None = None
+
+    async def ready(self) -> None:
+        """Connect and prepare statements, once."""
+        async with self._lock:
+            if self._lookup is None:
+                await asyncio.to_thread(self._build)
+
+    def _build(self) -> None:
+        cipher = PiiCipher(Keyring.load(self._settings.keys_file))
+        store = self._store
+        store.connect()
+        self._corrections = CorrectionQueue(
+            store, cipher, self.city, RegistrationEditor(store, cipher)
+        )
+        self._finder = CandidateFinder(store, cipher, self.city)
+        self._lookup = ResidentLookup(
+            store, cipher, self.city, max_records=self._settings.lookup_max_records
+        )
+
+    async def corrections(self) -> CorrectionQueue:
+        """The corrections queue."""
+        await self.ready()
+        assert self._corrections is not None  # set by ready()
+        return self._corrections
+
+    async def finder(self) -> CandidateFinder:
+        """The candidate search."""
+        await self.ready()
+        assert self._finder is not None  # set by ready()
+        return self._finder
+
+    async def find(
+        self,
+        user: str,
+        raw_number: str,
+        doc_type: int = int(DocumentType.RESIDENT_ID_CARD),
+    ) -> LookupResult:
+        """Look up one document number as console user ``user`` (audited)."""
+        await self.ready()
+        assert self._lookup is not None  # set by ready()
+        try:
+            answer = await self._lookup.lookup(
+                Actor("operator", user), doc_type, raw_number
+            )
+        except RequestInvalid as exc:
+            return LookupResult(
+                masked=mask_document(raw_number.strip()),
+                valid=False,
+                reason=exc.message,
+            )
         return LookupResult(
-            masked=mask_document(number),
+            masked=answer.masked,
             valid=True,
             rows=tuple(
                 {
-                    "received": f"{row.received_at:%Y-%m-%d %H:%M:%S}",
-                    "round": str(row.round),
-                    "district": row.district,
-                    "site": row.site,
-                    "tube": row.tube,
+                    "sampled": _local(record.captured_at_ms),
+                    "round": str(record.round),
+                    "district": record.district,
+                    "site": f"{record.site} {record.site_name}".strip(),
+                    "tube": record.tube,
                 }
-                for row in rows
+                for record in answer.records
             ),
         )
+
+    def close(self) -> None:
+        """Close the store connection."""
+        self._store.close()
+
+
+def _local(epoch_ms: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
