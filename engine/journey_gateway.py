@@ -129,7 +129,7 @@ class JourneyGateway:
                 else StepReason.INVALID_COUNT
             )
             return StepAnswer.refused(device.site, reason, exc.message)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, StoreError) as exc:
             return self._try_again(device.site, exc)
 
     async def seal(

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import structlog
 
 from engine.barcodes import TUBE_SERIAL_LIMIT, make_tube_code
-from engine.exceptions import IngestError, StoreUnavailable
+from engine.exceptions import IngestError, StoreError, StoreUnavailable
 from engine.store import CqlStore
 
 __all__ = [
@@ -132,29 +132,44 @@ class TubeAllocator:
         return batch
 
     def _reserve(self, site: str, count: int) -> int:
-        self._store.execute_sync(
-            "INSERT INTO {ks}.tube_sequences (site, next_serial) VALUES (%s, 0)"
-            " IF NOT EXISTS",
-            (site,),
-        )
+        # A compare-and-set that times out has an unknown outcome. Trying
+        # again is safe: if the first one did apply, its serials are skipped
+        # (a gap in the labels), never handed out twice.
+        delay_s = 0.05
         for _ in range(_CAS_ATTEMPTS):
-            rows = self._store.execute_sync(
-                "SELECT next_serial FROM {ks}.tube_sequences WHERE site = %s",
+            try:
+                first = self._try_reserve(site, count)
+            except (StoreError, StoreUnavailable) as exc:
+                log.warning("tube_serial_retry", site=site, error=str(exc)[:200])
+                first = None
+            if first is not None:
+                return first
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 1.0)
+        raise StoreUnavailable("tube serial counter stayed contended", site=site)
+
+    def _try_reserve(self, site: str, count: int) -> int | None:
+        rows = self._store.execute_sync(
+            "SELECT next_serial FROM {ks}.tube_sequences WHERE site = %s", (site,)
+        )
+        if not rows:
+            self._store.execute_sync(
+                "INSERT INTO {ks}.tube_sequences (site, next_serial) VALUES (%s, 0)"
+                " IF NOT EXISTS",
                 (site,),
             )
-            current = int(rows[0].next_serial)
-            if current + count > TUBE_SERIAL_LIMIT:
-                raise AllocationError(
-                    "site has no tube serials left", site=site, next_serial=current
-                )
-            applied = self._store.execute_sync(
-                "UPDATE {ks}.tube_sequences SET next_serial = %s WHERE site = %s"
-                " IF next_serial = %s",
-                (current + count, site, current),
+            return None
+        current = int(rows[0].next_serial)
+        if current + count > TUBE_SERIAL_LIMIT:
+            raise AllocationError(
+                "site has no tube serials left", site=site, next_serial=current
             )
-            if applied and applied[0].applied:
-                return current
-        raise StoreUnavailable("tube serial counter stayed contended", site=site)
+        applied = self._store.execute_sync(
+            "UPDATE {ks}.tube_sequences SET next_serial = %s WHERE site = %s"
+            " IF next_serial = %s",
+            (current + count, site, current),
+        )
+        return current if applied and applied[0].applied else None
 
     def batches(self, site: str) -> SiteBatches:
         """Every batch allocated for a site."""
