@@ -25,6 +25,7 @@ __all__ = ["main", "run"]
 
 
 def _register_extensions() -> None:
+    from engine.corrections_cli import corrections, residents
     from engine.journey_cli import journey, recall, results
     from engine.ocr_cli import ocr
     from engine.rounds_cli import registry, rounds
@@ -40,6 +41,8 @@ def _register_extensions() -> None:
     main.add_command(results)
     main.add_command(recall)
     main.add_command(journey)
+    main.add_command(corrections)
+    main.add_command(residents)
 
 
 def _settings() -> Settings:

@@ -40,6 +40,7 @@ from engine.city import City
 from engine.corrections import Correction
 from engine.counters import MINUTE_MS
 from engine.documents import DocumentType, InvalidDocument, normalize_document
+from engine.exceptions import StoreUnavailable
 from engine.lookup import epoch_ms
 from engine.pii import PiiCipher, mask_document, mask_name
 from engine.store import CqlStore
@@ -55,6 +56,9 @@ __all__ = [
 log = structlog.get_logger()
 
 T = TypeVar("T")
+
+READ_ATTEMPTS = 3
+"""Tries per candidate read before the search gives up."""
 
 _CHECKED_TYPES = frozenset(
     {int(DocumentType.RESIDENT_ID_CARD), int(DocumentType.FOREIGN_PERMANENT_RESIDENCE)}
@@ -199,7 +203,7 @@ class CandidateFinder:
         cipher: PiiCipher,
         city: City,
         *,
-        concurrency: int = 64,
+        concurrency: int = 32,
         window_min: int = 15,
         max_flags: int = 2_000,
         max_site_rows: int = 400,
@@ -255,10 +259,8 @@ class CandidateFinder:
     ) -> list[Candidate]:
         numbers = list(variants)
         hits = await self._gather(
-            self._store.execute(
-                self._by_person,
-                (self._cipher.lookup_hash(request.doc_type, number),),
-                profile="lookup",
+            self._read(
+                self._by_person, (self._cipher.lookup_hash(request.doc_type, number),)
             )
             for number in numbers
         )
@@ -276,9 +278,7 @@ class CandidateFinder:
         district = self._city.district_of_site(request.site) if request.site else None
         districts = [district] if district else list(self._city.districts)
         partitions = await self._gather(
-            self._store.execute(
-                self._flags, (request.round, code, self._max_flags), profile="lookup"
-            )
+            self._read(self._flags, (request.round, code, self._max_flags))
             for code in districts
         )
         flags = [
@@ -288,10 +288,7 @@ class CandidateFinder:
             if not request.site or row.site == request.site
         ]
         reads = await self._gather(
-            self._store.execute(
-                self._verification, (row.registration_id,), profile="lookup"
-            )
-            for row in flags
+            self._read(self._verification, (row.registration_id,)) for row in flags
         )
         server_reads: dict[uuid.UUID, str] = {}
         for row, verification in zip(flags, reads, strict=True):
@@ -317,9 +314,7 @@ class CandidateFinder:
             for offset in range(-self._window_min, self._window_min + 1)
         ]
         partitions = await self._gather(
-            self._store.execute(
-                self._minute, (request.round, district, minute), profile="lookup"
-            )
+            self._read(self._minute, (request.round, district, minute))
             for minute in minutes
         )
         ids = [
@@ -336,9 +331,7 @@ class CandidateFinder:
         return candidates[:20]
 
     async def _mains(self, ids: Iterable[uuid.UUID]) -> list[Any]:
-        results = await self._gather(
-            self._store.execute(self._main, (rid,), profile="lookup") for rid in ids
-        )
+        results = await self._gather(self._read(self._main, (rid,)) for rid in ids)
         return [rows[0] for rows in results if rows]
 
     def _candidate(self, row: Any, request: Correction, source: str) -> Candidate:
@@ -358,6 +351,20 @@ class CandidateFinder:
             tube=row.tube,
             captured_at_ms=epoch_ms(row.captured_at),
         )
+
+    async def _read(self, statement: Any, params: tuple[Any, ...]) -> list[Any]:
+        # Operator searches send hundreds of reads on a store busy with
+        # ingest; a read that times out is retried rather than failing the
+        # whole search.
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return await self._store.execute(statement, params, profile="lookup")
+            except StoreUnavailable:
+                if attempt == READ_ATTEMPTS:
+                    raise
+                log.warning("candidate_read_retry", attempt=attempt)
+                await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _gather(self, calls: Iterable[Awaitable[T]]) -> list[T]:
         async def limited(call: Awaitable[T]) -> T:

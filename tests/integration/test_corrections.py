@@ -399,3 +399,58 @@ async def test_bad_submissions_are_refused_and_nothing_is_queued(
     assert grpc.StatusCode.INVALID_ARGUMENT == caught.value.code()
     assert words in (caught.value.details() or "")
     assert before == len(await queue.queue(CorrectionState.OPEN))
+
+
+async def test_cli_lists_shows_and_resolves(
+    settings: Settings, queue: CorrectionQueue
+) -> None:
+    """`sieve corrections` lists the request, shows it audited, rejects it."""
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    person = PersonFactory(7171).person()
+    cid, _ = await queue.submit(
+        OPERATOR,
+        CorrectionInput(
+            name=person.name, doc_type=1, number=person.id_number, phone=PHONE
+        ),
+    )
+    env = {
+        "SIEVE_CQL_KEYSPACE": settings.cql_keyspace,
+        "SIEVE_KEYS_FILE": str(settings.keys_file),
+    }
+    runner = CliRunner()
+
+    listed = await asyncio.to_thread(
+        runner.invoke, main, ["corrections", "list"], env=env
+    )
+    shown = await asyncio.to_thread(
+        runner.invoke,
+        main,
+        ["corrections", "show", cid, "--operator", "op-cli"],
+        env=env,
+    )
+    both = await asyncio.to_thread(
+        runner.invoke,
+        main,
+        ["corrections", "resolve", cid, "--reject", "--not-sampled"],
+        env=env,
+    )
+    done = await asyncio.to_thread(
+        runner.invoke,
+        main,
+        ["corrections", "resolve", cid, "--reject", "--note", "duplicate call"],
+        env=env,
+    )
+
+    assert 0 == listed.exit_code, listed.output
+    assert cid in listed.output
+    assert 0 == shown.exit_code, shown.output
+    assert "candidates" in shown.output and person.id_number not in shown.output
+    assert 0 != both.exit_code
+    assert "exactly one" in both.output
+    assert 0 == done.exit_code, done.output
+    assert CorrectionState.REJECTED == (await queue.get(cid)).state
+    actions = [(e.actor, e.action) for e in await queue.events(cid)]
+    assert ("operator:op-cli", "viewed") in actions
