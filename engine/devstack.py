@@ -89,6 +89,8 @@ class DevStack:
             self._stop_process(name)
         marker = self.run_dir / "ray.started"
         if marker.exists():
+            # TODO: --force ends every Ray process of this user on the
+            # machine, also other clusters than the one `up` started.
             subprocess.run(
                 [str(Path(sys.executable).with_name("ray")), "stop", "--force"],
                 check=False,

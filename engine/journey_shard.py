@@ -191,6 +191,8 @@ class JourneyShard:
                 )
             )
         else:
+            # TODO: a tube corrected away from POSITIVE stays counted in the
+            # per-minute positive stage; only the positive list is corrected.
             second.append(self._sql.bind("not_positive", round_no, district, step.tube))
         await self._sql.write(second)
         await self._sql.write(
@@ -352,6 +354,8 @@ class JourneyShard:
     async def _receive(self, step: ReceiveBox) -> list[StepAnswer]:
         trip = await self._boxes.latest(step.box)
         if trip is None:
+            # TODO: a box that never left a site is refused, so what the lab
+            # scanned is not recorded; it should be, as a finding.
             return [
                 StepAnswer.refused(
                     step.box, StepReason.BOX_UNKNOWN, "box never left a site"

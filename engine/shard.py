@@ -225,6 +225,9 @@ class ShardWriter:
                 )
                 await self._retrying("main", lambda: self._write_grouped(main))
             except StoreUnavailable:
+                # TODO: rows that did reach the store are counted again when
+                # the tube is next loaded; if the device never resends, that
+                # place in the tube stays taken.
                 self._tubes.unbind(fresh)
                 raise
             for record in fresh:
