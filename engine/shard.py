@@ -230,6 +230,7 @@ class ShardWriter:
                 # place in the tube stays taken.
                 self._tubes.unbind(fresh)
                 raise
+            self._tubes.mark_written(fresh)
             for record in fresh:
                 self.counter.add(record.district, record.received_at_ms)
             if self._on_stored is not None:

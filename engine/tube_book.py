@@ -59,6 +59,8 @@ class TubeState:
     sealed_at_ms: int | None = None
     first_bound_ms: int | None = None
     members: set[bytes] = field(default_factory=set)
+    written: bool = False
+    """Whether the tube's row (fixed at its first binding) is in the store."""
 
     @property
     def sealed(self) -> bool:
@@ -124,6 +126,7 @@ class TubeBook:
                 state.collector = row.collector
                 state.sealed_at_ms = _ms(row.sealed_at)
                 state.first_bound_ms = _ms(row.first_bound_at)
+                state.written = row.round is not None
             for row in await self._store.execute(
                 self._select_members, (chunk,), profile="ingest"
             ):
@@ -174,6 +177,13 @@ class TubeBook:
         self._tubes.move_to_end(record.tube)
         return None
 
+    def mark_written(self, records: Iterable[Registration]) -> None:
+        """Note that the rows of these registrations' tubes are stored."""
+        for record in records:
+            state = self._tubes.get(record.tube)
+            if state is not None:
+                state.written = True
+
     def unbind(self, records: Iterable[Registration]) -> None:
         """Undo :meth:`bind` for registrations whose write failed."""
         for record in records:
@@ -190,12 +200,16 @@ class TubeBook:
     def binding_statements(
         self, records: Iterable[Registration]
     ) -> list[BoundStatement]:
-        """Upserts of the tube rows a batch of bindings touched."""
+        """Upserts of the rows of tubes first bound in a batch.
+
+        A tube's row is fixed by its first binding, so it is written until
+        :meth:`mark_written` says it is stored, and not again.
+        """
         statements: list[BoundStatement] = []
         seen: set[str] = set()
         for record in records:
             state = self._tubes.get(record.tube)
-            if record.tube in seen or state is None:
+            if record.tube in seen or state is None or state.written:
                 continue
             seen.add(record.tube)
             statements.append(
