@@ -205,6 +205,8 @@ def classify(
             carrier = trip_of.get((facts.box, facts.box_trip or 0))
         if facts and facts.sealed and not boxed and not received:
             add(Kind.SEALED_NOT_BOXED, code)
+        # TODO: there is no age threshold, so a report run while boxes are on
+        # the road lists every tube in transit as BOXED_NOT_RECEIVED.
         if boxed and not received:
             state = carrier.state if carrier else "unknown"
             add(Kind.BOXED_NOT_RECEIVED, code, carrier, f"trip state {state}")

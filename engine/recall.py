@@ -147,6 +147,8 @@ class Recall:
             for row in part
         ]
 
+        # TODO: the registry holds resident ID cards only; people who showed a
+        # passport or a pass are listed without phone or address.
         opened = [self._open(row) for row in rows]
         numbers = [
             number

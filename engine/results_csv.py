@@ -125,6 +125,8 @@ def parse_results(lines: Iterable[str], *, now_ms: int) -> ParsedResults:
         elif earlier.result == row.result:
             parsed.num_repeated += 1
         else:
+            # TODO: a file cannot carry a correction of its own rows; the
+            # later result is refused and must be uploaded in a file alone.
             parsed.errors.append(
                 RowError(
                     line,

@@ -120,6 +120,8 @@ class StageCounter:
             ValueError: the window is reversed or longer than :data:`MAX_MINUTES`.
             StoreUnavailable: a read failed.
         """
+        # TODO: finished minutes are read again on every call (nothing caches
+        # them), so a long window costs six reads a minute each time.
         minutes = _minutes(first_ms, last_ms)
         stage = self._store.prepare(_STAGE)
         registered = self._store.prepare(_REGISTERED)

@@ -242,6 +242,8 @@ class JourneySimulator:
     async def _transport(self, sealed: list[str]) -> list[tuple[str, list[str]]]:
         plan = self.plan
         tubes = list(sealed)
+        if not tubes:
+            raise RuntimeError(f"no tube was sealed: {dict(self.outcome.answers)}")
         stray: list[tuple[str, list[str]]] = []
         if Kind.SEALED_NOT_BOXED in plan.inject:
             self.outcome.injected[Kind.SEALED_NOT_BOXED] = [tubes.pop()]
