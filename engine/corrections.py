@@ -296,6 +296,9 @@ class CorrectionQueue:
             StoreUnavailable: not queued; submit again.
         """
         checked = self.check(request)
+        # TODO: a client that resubmits after a timeout queues a second
+        # request; operators reject the spare. A client-made request id
+        # would make resubmission idempotent, as registration ids do.
         cid = uuid.uuid4()
         key = cid.bytes
         now_ms = self._clock_ms()

@@ -274,6 +274,10 @@ class CandidateFinder:
                 out.append(candidate)
         return out
 
+    # TODO: at most max_flags flags per district are read, oldest rows first
+    # by id order, not nearest in time; a district with more flags in a
+    # round can hide the right one. Flags have no per-site or per-minute
+    # index to narrow the read.
     async def _from_flags(self, request: Correction) -> list[Candidate]:
         district = self._city.district_of_site(request.site) if request.site else None
         districts = [district] if district else list(self._city.districts)

@@ -80,6 +80,9 @@ class RateLimiter:
         clock: monotonic seconds; ``time.monotonic`` unless a test injects one.
     """
 
+    # TODO: buckets live in one gateway process; with N gateways behind a
+    # load balancer a client gets N times its rate. A shared limit needs a
+    # counter every gateway sees (the store is too slow for it per call).
     def __init__(
         self,
         rate_per_s: float,
