@@ -190,9 +190,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         engine.stop()
     ingest_file = run_dir / "ingest.json"
-    if not ingest_file.exists():
-        raise SystemExit(f"the ingest load failed; see {run_dir / 'ingest.log'}")
-    ingest = json.loads(ingest_file.read_text())
+    ingest: dict[str, Any] = {"acked": 0, "seconds": 1.0, "failed": True}
+    if ingest_file.exists():
+        ingest = json.loads(ingest_file.read_text())
+    else:
+        print(f"the ingest load failed; see {run_dir / 'ingest.log'}")
     figures.update(
         {
             "seeded": len(numbers),
