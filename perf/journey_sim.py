@@ -174,8 +174,10 @@ class JourneySimulator:
 
     async def _register(self, by_site: dict[str, list[str]]) -> None:
         plan = self.plan
-        factory = PersonFactory(plan.seed)
-        rng = random.Random(plan.seed)
+        # Seeded per district: two districts' runs share no person or id.
+        seed = plan.seed * 1_000_003 + int(plan.district)
+        factory = PersonFactory(seed)
+        rng = random.Random(seed)
         now_ms = time.time_ns() // 1_000_000
         per_device: dict[str, list[ingest_pb2.Registration]] = {}
         left = plan.people
