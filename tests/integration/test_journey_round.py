@@ -292,3 +292,22 @@ def test_every_discrepancy_kind_is_detected_and_listed(
     )
     assert 0 == result.exit_code, result.output
     assert len(findings) == len(result.output.strip().splitlines())
+
+
+@pytest.mark.parametrize("over_grpc", [False, True])
+def test_the_tube_command_shows_the_positive_tubes_history(
+    clean_round: JourneyOutcome, settings: Settings, over_grpc: bool
+) -> None:
+    """From the store or over gRPC: every stage of the journey, in order."""
+    from engine.cli import main
+
+    tube = clean_round.positive[0]
+    args = ["journey", "tube", tube.lower()]
+    if over_grpc:
+        args += ["--device", f"{CLEAN}-T001"]
+    result = CliRunner().invoke(main, args, env=_env(settings))
+    assert 0 == result.exit_code, result.output
+    assert "result=POSITIVE" in result.output
+    assert "bound=10" in result.output
+    stages = [line.split("\t")[1] for line in result.output.splitlines()[1:]]
+    assert ["SEALED", "BOXED", "DISPATCHED", "RECEIVED", "RESULT"] == stages
