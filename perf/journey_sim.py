@@ -364,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--people", type=int, default=1_000)
     parser.add_argument("--round", type=int, default=1)
     parser.add_argument("--sites", type=int, default=1, help="sites of the district")
+    parser.add_argument("--collectors-per-site", type=int, default=20)
     parser.add_argument("--positive", type=int, nargs="*", default=[])
     parser.add_argument("--first-box", type=int, default=1)
     parser.add_argument(
@@ -393,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sites=tuple(sites[: args.sites]),
         people=args.people,
         round=args.round,
+        collectors_per_site=args.collectors_per_site,
         positive=tuple(args.positive),
         inject=inject,
         first_box=args.first_box,
