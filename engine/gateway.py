@@ -8,8 +8,9 @@ and never more than ``max_inflight_records`` at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,6 +85,21 @@ class GatewayStats:
     num_unauthenticated: int = 0
 
 
+class AttemptIds:
+    """Names each receipt: a random per-process prefix and a counter.
+
+    As unique as a random UUID per receipt, without a system call each.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8)
+        self._counter = itertools.count()
+
+    def next(self) -> bytes:
+        """16 bytes never returned before by any gateway process."""
+        return self._prefix + next(self._counter).to_bytes(8, "big")
+
+
 class IngestGateway:
     """Turns device registrations into acks, through shards and the store.
 
@@ -127,6 +143,7 @@ class IngestGateway:
             max_clock_skew_s=settings.max_clock_skew_s,
         )
         self._router = router
+        self._attempts = AttemptIds()
         self._batchers: list[MicroBatcher[ShardItem]] = [
             MicroBatcher(
                 host,
@@ -186,7 +203,7 @@ class IngestGateway:
         received_at_ms = _now_ms()
         self.presence.seen(device.id, device.site, device.district, received_at_ms)
         checked = self._validator.validate(
-            message, device, received_at_ms, uuid.uuid4().bytes
+            message, device, received_at_ms, self._attempts.next()
         )
         if isinstance(checked, Rejection):
             self.stats.rejected.add(device.district, received_at_ms)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -59,7 +60,11 @@ class _IngestStream:
     def __init__(self, gateway: IngestGateway, device: AuthenticatedDevice) -> None:
         self._gateway = gateway
         self._device = device
-        self._out: asyncio.Queue[ingest_pb2.RegisterResponse] = asyncio.Queue()
+        # Answers wait in a deque; the response loop sleeps on one future that
+        # the next answer (or the reader or a task ending) resolves: one wake
+        # per burst of acks, not a queue getter and a wait() per ack.
+        self._out: deque[ingest_pb2.RegisterResponse] = deque()
+        self._wake: asyncio.Future[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self.error: tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]] | None
         self.error = None
@@ -81,7 +86,7 @@ class _IngestStream:
             kind = request.WhichOneof("kind")
             if kind == "heartbeat":
                 self._gateway.heartbeat(self._device)
-                self._out.put_nowait(
+                self._push(
                     ingest_pb2.RegisterResponse(
                         heartbeat=ingest_pb2.HeartbeatAck(
                             sent_at_ms=request.heartbeat.sent_at_ms
@@ -111,33 +116,41 @@ class _IngestStream:
                 self._answer(request.registration)
             )
             self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            task.add_done_callback(self._finished)
 
     async def _answer(self, message: ingest_pb2.Registration) -> None:
         fields = await self._gateway.register(message, self._device)
-        self._out.put_nowait(to_ack(fields))
+        self._push(to_ack(fields))
+
+    def _push(self, response: ingest_pb2.RegisterResponse) -> None:
+        self._out.append(response)
+        self._signal()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        self._signal()
+
+    def _signal(self, *_: object) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def responses(
         self, reader: asyncio.Task[None]
     ) -> AsyncIterator[ingest_pb2.RegisterResponse]:
         # Acks keep flowing while the reader runs; once it stops, every
         # admitted registration is still answered before the stream ends.
+        reader.add_done_callback(self._signal)
+        loop = asyncio.get_running_loop()
         while True:
-            if reader.done() and not self._pending and self._out.empty():
-                return
-            getter = asyncio.ensure_future(self._out.get())
-            waiters: set[asyncio.Future[Any]] = {getter}
-            if not reader.done():
-                waiters.add(reader)
-            elif self._pending:
-                waiters |= set(self._pending)
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                yield getter.result()
-            else:
-                getter.cancel()
-            while not self._out.empty():
-                yield self._out.get_nowait()
+            while self._out:
+                yield self._out.popleft()
+            if reader.done() and not self._pending:
+                if not self._out:
+                    return
+                continue
+            self._wake = loop.create_future()
+            await self._wake
+            self._wake = None
 
 
 class GatewayServer:

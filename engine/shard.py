@@ -296,15 +296,15 @@ class ShardWriter:
             self._store.execute(
                 self._select_many,
                 ([uuid.UUID(bytes=key) for key in group],),
-                profile="ingest",
+                profile="ingest_tuples",
             )
             for group in groups
         )
         return {
-            row.registration_id.bytes: row.attempt.bytes
+            registration_id.bytes: attempt.bytes
             for rows in results
-            for row in rows
-            if row.attempt is not None
+            for registration_id, attempt in rows
+            if attempt is not None
         }
 
     def _seal(self, record: Registration) -> tuple[Any, ...]:

@@ -39,7 +39,7 @@ from cassandra.policies import (
     ExponentialReconnectionPolicy,
     TokenAwarePolicy,
 )
-from cassandra.query import PreparedStatement
+from cassandra.query import PreparedStatement, tuple_factory
 
 from engine.config import Settings
 from engine.exceptions import ConfigError, StoreError, StoreUnavailable
@@ -82,6 +82,14 @@ class CqlStore:
                 load_balancing_policy=routing,
                 consistency_level=ConsistencyLevel.LOCAL_QUORUM,
                 request_timeout=settings.cql_write_timeout_s,
+            ),
+            # Plain tuples: the driver's default builds a namedtuple class
+            # per result, a measurable share of the hottest read.
+            "ingest_tuples": ExecutionProfile(
+                load_balancing_policy=routing,
+                consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+                request_timeout=settings.cql_write_timeout_s,
+                row_factory=tuple_factory,
             ),
             "lookup": ExecutionProfile(
                 load_balancing_policy=routing,
