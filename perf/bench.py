@@ -323,7 +323,9 @@ def _batch_sizes(closing: dict[str, Any]) -> dict[str, Any]:
     batches = sum(b["batches"] for b in batchers)
     records = sum(b["records"] for b in batchers)
     shard_batches = sum(
-        shard["num_batches"] for host in closing.get("shards", []) for shard in host
+        shard.get("num_batches", 0)
+        for host in closing.get("shards", [])
+        for shard in host
     )
     return {
         "host_batches": batches,
@@ -331,7 +333,7 @@ def _batch_sizes(closing: dict[str, Any]) -> dict[str, Any]:
         "shard_batches": shard_batches,
         "records_per_shard_batch": records / shard_batches if shard_batches else None,
         "store_errors": sum(
-            shard["num_store_errors"]
+            shard.get("num_store_errors", 0)
             for host in closing.get("shards", [])
             for shard in host
         ),
