@@ -12,6 +12,7 @@ from nicegui import app
 from console.auth import UserDirectory
 from console.cluster import ClusterReader
 from console.config import ConsoleSettings
+from console.journey_source import JourneySource
 from console.live import LiveState
 from console.lookup import PersonLookup
 from console.metrics import ConsoleMetrics
@@ -23,6 +24,7 @@ from console.pages import (
     operator,
     saturation,
     sites,
+    tubes,
 )
 from console.session import Gate
 from console.sources import GatewayStoreSource
@@ -40,6 +42,14 @@ def build(settings: Settings, console: ConsoleSettings) -> str:
     gate = Gate(UserDirectory.load(console.users_file))
     source = GatewayStoreSource(settings, console, town)
     metrics = ConsoleMetrics()
+    journey = JourneySource(
+        settings,
+        town,
+        round_no=console.round,
+        settle_s=console.settle_s,
+        recheck_s=console.recheck_s,
+        coverage_s=console.coverage_s,
+    )
     live = LiveState(
         source,
         metrics,
@@ -47,12 +57,14 @@ def build(settings: Settings, console: ConsoleSettings) -> str:
         max_inflight=settings.max_inflight_records,
         fleet=source.fleet,
         cluster=ClusterReader(settings.ray_namespace, settings.ocr_actors),
+        journey=journey,
     )
 
     login.register(gate)
     city.register(gate, live, console.chart_minutes, console.milestones)
     districts.register(gate, live, town, console.chart_minutes)
     sites.register(gate, live, town)
+    tubes.register(gate, journey)
     saturation.register(gate, live, settings.cql_write_timeout_s)
     desk = PersonLookup(settings, town)
     operator.register(gate, desk)
@@ -91,6 +103,7 @@ def build(settings: Settings, console: ConsoleSettings) -> str:
     async def on_shutdown() -> None:
         await live.stop()
         source.close()
+        journey.close()
         desk.close()
 
     app.on_startup(on_startup)

@@ -62,6 +62,15 @@ class ConsoleSettings:
     """A minute's store count is cached once this long past its end (late
     writes of that minute land within the shard call timeout)."""
 
+    recheck_s: float = 300.0
+    """Settled minutes of journey stages are read again this often: seals and
+    lab results are counted in the minute the device stamped, which may be
+    written long after it ended."""
+
+    coverage_s: float = 15.0
+    """How often sampled people (participation bitmaps) are re-read; the shard
+    hosts flush them every 5 s."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConsoleSettings:
         """Read ``SIEVE_CONSOLE_<FIELD>`` variables over the defaults.
@@ -84,6 +93,8 @@ class ConsoleSettings:
             "chart_minutes": int,
             "history_minutes": int,
             "settle_s": float,
+            "recheck_s": float,
+            "coverage_s": float,
         }
         values: dict[str, object] = {}
         for name, cast in casts.items():

@@ -15,7 +15,10 @@ import time
 import structlog
 
 from console.cluster import ClusterReader, ClusterView
+from console.coverage import CoverageView
 from console.gateways import GatewayFleet, HostLoad, SiteDevices
+from console.journey import JourneySnapshot
+from console.journey_source import JourneySource
 from console.metrics import ConsoleMetrics, HostSample, RayNode, SaturationSampler
 from console.sources import IngestSnapshot, IngestSource
 
@@ -35,6 +38,7 @@ class LiveState:
             report theirs).
         fleet: the gateways, for shard host loads and drill-downs.
         cluster: the Ray reader; None runs without Ray.
+        journey: stage counts and coverage; None shows neither.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class LiveState:
         max_inflight: int,
         fleet: GatewayFleet | None = None,
         cluster: ClusterReader | None = None,
+        journey: JourneySource | None = None,
     ) -> None:
         self.source = source
         self.metrics = metrics
@@ -59,6 +64,10 @@ class LiveState:
         self.cluster: ClusterView | None = None
         self.hosts: list[HostLoad] = []
         self.load_errors: list[str] = []
+        self.journey = journey
+        self.stages: JourneySnapshot | None = None
+        self.coverage: CoverageView | None = None
+        self.coverage_error = ""
         self._sampler = SaturationSampler()
         self._task: asyncio.Task[None] | None = None
         self._devices: dict[str, tuple[float, SiteDevices]] = {}
@@ -104,6 +113,19 @@ class LiveState:
         )
         self.metrics.update(self.host, self.nodes, self.ingest)
         self.metrics.update_cluster(self.cluster, self.hosts, self.ingest)
+        await self._refresh_journey()
+
+    async def _refresh_journey(self) -> None:
+        if self.journey is None or self.ingest is None:
+            return
+        self.stages = await self.journey.stages(self.ingest.window_start_ms)
+        try:
+            self.coverage = await self.journey.coverage()
+            self.coverage_error = ""
+        except Exception as exc:  # noqa: BLE001 - shown, the last view is kept
+            log.warning("coverage_unread", error=str(exc))
+            self.coverage_error = f"store: {exc}"
+        self.metrics.update_journey(self.stages, self.coverage)
 
     async def devices(self, district: str) -> SiteDevices:
         """Sites and devices of ``district``, at most ``refresh_s`` old.

@@ -19,7 +19,9 @@ import psutil
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from console.cluster import ClusterView
+from console.coverage import CoverageView
 from console.gateways import HostLoad, store_latency
+from console.journey import COLUMNS, WAITS, JourneySnapshot
 from console.sources import IngestSnapshot
 
 __all__ = [
@@ -282,6 +284,51 @@ class ConsoleMetrics:
             ["district"],
             registry=r,
         )
+        self.stage = Gauge(
+            "sieve_journey_stage_tubes",
+            "Registrations (stage=registered) or tubes per journey stage this"
+            " round (store counts)",
+            ["district", "stage"],
+            registry=r,
+        )
+        self.stage_wait = Gauge(
+            "sieve_journey_stage_mean_wait_ms",
+            "Mean time tubes spent in the stage before this one",
+            ["district", "stage"],
+            registry=r,
+        )
+        self.sampled = Gauge(
+            "sieve_coverage_sampled",
+            "Distinct people sampled this round (participation bitmaps)",
+            ["district"],
+            registry=r,
+        )
+        self.expected = Gauge(
+            "sieve_coverage_expected",
+            "Expected population (registry, else the city file)",
+            ["district"],
+            registry=r,
+        )
+
+    def update_journey(
+        self, stages: JourneySnapshot | None, coverage: CoverageView | None
+    ) -> None:
+        """Set the journey stage and coverage gauges."""
+        if stages is not None:
+            for district, totals in stages.districts.items():
+                for column in (*COLUMNS, "dispatched"):
+                    self.stage.labels(district=district, stage=column).set(
+                        totals.count(column)
+                    )
+                for stage, _ in WAITS:
+                    mean = totals.mean_wait_ms(stage)
+                    if mean is not None:
+                        self.stage_wait.labels(district=district, stage=stage).set(mean)
+        if coverage is not None:
+            for district, count in coverage.sampled.items():
+                self.sampled.labels(district=district).set(count)
+            for district, count in coverage.expected.items():
+                self.expected.labels(district=district).set(count)
 
     def update(
         self,

@@ -1,15 +1,18 @@
-"""Districts page: registered, coverage, a per-minute sparkline and hourly
-totals per district, each linking to its sites and devices."""
+"""Districts page: registered, coverage, a per-minute sparkline, the sample
+journey's stages and hourly totals per district, each linking to its sites
+and devices."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from fastapi.responses import Response
 from nicegui import ui
 
-from console.aggregate import coverage
 from console.auth import Page
+from console.coverage import CoverageView
+from console.journey import COLUMNS, WAITS, JourneySnapshot, format_wait
 from console.live import LiveState
 from console.pages.frame import frame, hhmm
 from console.session import Gate
@@ -19,7 +22,24 @@ from engine.counters import MINUTE_MS, minute_of
 
 __all__ = ["register"]
 
-_HEADERS = ("District", "Registered", "Expected", "Coverage", "Rejected", "Per minute")
+_HEADERS = (
+    "District",
+    "Registered",
+    "Sampled",
+    "Expected",
+    "Coverage",
+    "Rejected",
+    "Per minute",
+)
+_STAGE_HEADERS = {
+    "registered": "Registered",
+    "sealed": "Sealed",
+    "in_transit": "In transit",
+    "received": "Received",
+    "tested": "Tested",
+    "positive": "Positive",
+}
+_TOTAL = "total"
 
 
 def _sparkline(code: str) -> ui.echart:
@@ -64,12 +84,19 @@ def register(gate: Gate, live: LiveState, city: City, chart_minutes: int) -> Non
                     f'data-testid="drill-{code}"'
                 )
                 cells = {}
-                for key in ("registered", "expected", "coverage", "rejected"):
+                for key in ("registered", "sampled", "expected", "coverage"):
                     cells[key] = ui.label("–").props(f'data-testid="{key}-{code}"')
+                cells["rejected"] = ui.label("–").props(
+                    f'data-testid="rejected-{code}"'
+                )
                 cells["expected"].set_text(f"{district.population:,}")
                 rows[code] = cells
                 sparks[code] = _sparkline(code)
         status = ui.label("").classes("text-sm text-gray-500")
+        source = ui.label("").props('data-testid="coverage-source"').classes("text-sm")
+        ui.label("Sample journey (store counts)").classes("text-lg")
+        stages = _stage_grid(city)
+        stage_status = ui.label("").classes("text-sm text-gray-500")
         ui.label("Registered per hour (store counts)").classes("text-lg")
         hours_table = ui.table(columns=[], rows=[], row_key="district").props(
             'data-testid="hourly" dense flat'
@@ -89,8 +116,6 @@ def register(gate: Gate, live: LiveState, city: City, chart_minutes: int) -> Non
                 if cells is None:
                     continue
                 cells["registered"].set_text(str(view.registered))
-                share = coverage(view.registered, view.population)
-                cells["coverage"].set_text("–" if share is None else f"{share:.2%}")
                 cells["rejected"].set_text(str(view.rejected))
                 spark = sparks[view.code]
                 spark.options["series"][0]["data"] = [
@@ -99,6 +124,8 @@ def register(gate: Gate, live: LiveState, city: City, chart_minutes: int) -> Non
                 spark.options["xAxis"]["data"] = minutes
                 spark.update()
             _show_hours(hours_table, snap.districts)
+            _show_coverage(rows, source, live.coverage, live.coverage_error)
+            _show_stages(stages, stage_status, live.stages)
             status.set_text(
                 "Registered and per-minute counts: exact, from the store "
                 "(registrations_by_minute). Rejected: acked by the gateway "
@@ -126,3 +153,75 @@ def _show_hours(table: ui.table, views: Sequence[DistrictView]) -> None:
         for v in views
     ]
     table.update()
+
+
+def _stage_grid(city: City) -> dict[str, dict[str, ui.label]]:
+    headers = [*_STAGE_HEADERS.values(), *(f"Mean {doing}" for _, doing in WAITS)]
+    cells: dict[str, dict[str, ui.label]] = {}
+    with ui.grid(columns=1 + len(headers)).classes("items-center gap-x-6 gap-y-1"):
+        ui.label("District").classes("font-semibold")
+        for header in headers:
+            ui.label(header).classes("font-semibold")
+        names = {code: f"{code} {d.name}" for code, d in city.districts.items()}
+        for code, name in [*names.items(), (_TOTAL, "City")]:
+            ui.label(name).classes("font-semibold" if code == _TOTAL else "")
+            row = {
+                column: ui.label("–").props(f'data-testid="stage-{column}-{code}"')
+                for column in COLUMNS
+            }
+            for stage, _ in WAITS:
+                row[f"wait-{stage}"] = ui.label("–").props(
+                    f'data-testid="wait-{stage}-{code}"'
+                )
+            cells[code] = row
+    return cells
+
+
+def _show_stages(
+    cells: dict[str, dict[str, ui.label]],
+    status: ui.label,
+    snap: JourneySnapshot | None,
+) -> None:
+    if snap is None:
+        status.set_text("waiting for the first journey reading…")
+        return
+    for code, totals in [*snap.districts.items(), (_TOTAL, snap.total)]:
+        row = cells.get(code)
+        if row is None:
+            continue
+        for column in COLUMNS:
+            row[column].set_text(f"{totals.count(column):,}")
+        for stage, _ in WAITS:
+            row[f"wait-{stage}"].set_text(format_wait(totals.mean_wait_ms(stage)))
+    status.set_text(
+        f"Round {snap.round} since {hhmm(snap.window_start_ms)}: per-minute"
+        " partitions of registrations_by_minute and stage_by_minute. In transit"
+        " = dispatched − received. A mean is the time tubes spent before"
+        " reaching the stage. " + "; ".join(snap.errors)
+    )
+
+
+def _show_coverage(
+    rows: dict[str, dict[str, ui.label]],
+    source: ui.label,
+    view: CoverageView | None,
+    error: str,
+) -> None:
+    if view is None:
+        source.set_text("Sampled and coverage: waiting for the first reading… " + error)
+        return
+    for code, cells in rows.items():
+        cells["sampled"].set_text(f"{view.sampled.get(code, 0):,}")
+        cells["expected"].set_text(f"{view.expected.get(code, 0):,}")
+        share = view.share(code)
+        cells["coverage"].set_text("–" if share is None else f"{share:.2%}")
+    source.set_text(
+        "Sampled: distinct people in the round's participation bitmaps, as"
+        f" the shard hosts last flushed them (read at {_clock(view.taken_at_ms)}). "
+        + view.describe()
+        + (f" Last read failed: {error}" if error else "")
+    )
+
+
+def _clock(epoch_ms: int) -> str:
+    return dt.datetime.fromtimestamp(epoch_ms / 1000).strftime("%H:%M:%S")

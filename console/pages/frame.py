@@ -35,8 +35,10 @@ def frame(title: str, user: User) -> None:
         ui.link("City", "/").classes("text-white")
         ui.link("Districts", "/districts").classes("text-white")
         ui.link("Saturation", "/saturation").classes("text-white")
+        ui.link("Tubes", "/tubes").classes("text-white")
         if can_open(user.role, Page.OPERATOR):
             ui.link("Operator", "/operator").classes("text-white")
+            ui.link("Corrections", "/corrections").classes("text-white")
         ui.space()
         ui.label(f"{user.name} ({user.role})").props('data-testid="user"')
         ui.link("Log out", "/logout").classes("text-white")
