@@ -111,6 +111,8 @@ class CoverageReader:
         Raises:
             StoreUnavailable: a read failed.
         """
+        # TODO: every participation part of the round is read on each call,
+        # changed or not; parts carry no version to ask for changes only.
         index = await self._reader.index()
         current = await self._reader.load_round(round_no, index)
         sampled = {district: part.sampled for district, part in current.items()}
