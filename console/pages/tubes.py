@@ -34,6 +34,8 @@ _FACTS = (
     ("result", "Result"),
 )
 _TIMELINE = ("stage", "at", "actor", "box", "detail")
+_ORDER = {"SEALED": 0, "BOXED": 1, "DISPATCHED": 2, "RECEIVED": 3, "RESULT": 4}
+"""Journey order, for events stamped in the same millisecond."""
 
 
 def _local(epoch_ms: int) -> str:
@@ -43,8 +45,10 @@ def _local(epoch_ms: int) -> str:
 
 
 def timeline_rows(view: journey_pb2.TubeView) -> list[dict[str, str]]:
-    """The tube's events as table rows, oldest first."""
-    events = sorted(view.events, key=lambda e: (e.at_ms, e.stage))
+    """The tube's events as table rows, oldest first (journey order on ties)."""
+    events = sorted(
+        view.events, key=lambda e: (e.at_ms, _ORDER.get(e.stage, len(_ORDER)))
+    )
     return [
         {
             "key": str(index),

@@ -132,6 +132,19 @@ def test_timeline_is_in_time_order() -> None:
     assert "POSITIVE" == rows[-1]["detail"]
 
 
+def test_timeline_keeps_journey_order_within_one_millisecond() -> None:
+    """Steps stamped in the same millisecond are not sorted by name."""
+    view = journey_pb2.TubeView(
+        events=[
+            journey_pb2.TubeEvent(stage=stage, at_ms=T0)
+            for stage in ("RESULT", "DISPATCHED", "SEALED", "BOXED", "RECEIVED")
+        ]
+    )
+    assert ["SEALED", "BOXED", "DISPATCHED", "RECEIVED", "RESULT"] == [
+        row["stage"] for row in timeline_rows(view)
+    ]
+
+
 def test_metrics_export_stage_counts_and_coverage() -> None:
     """Every district's stages and coverage are Prometheus gauges."""
     metrics = ConsoleMetrics()
