@@ -1,7 +1,8 @@
 """The latest readings, refreshed in the background for every open page.
 
 One loop per console process polls the ingest source, the gateways' shard
-host loads, the Ray cluster and this host every ``refresh_s``; pages only
+host loads, the Ray cluster, this host and the journey's stage counts and
+coverage every ``refresh_s``; pages only
 read :class:`LiveState`, so ten open browsers cost the engine no more than
 one. Drill-downs into a district are read on demand and kept ``refresh_s``.
 """
