@@ -1,10 +1,11 @@
 """The Ray actor that hosts district shards: a thin shell around ShardWriter.
 
-One host process serves several logical shards (see :mod:`engine.routing`),
-each with its own :class:`~engine.shard.ShardWriter` over one shared store
-session. Ray restarts a host that dies; its writers start empty, and the
-gateway's retries of unanswered batches are made safe by the writers'
-idempotency.
+One host process serves several logical shards (see :mod:`engine.routing`)
+through one :class:`~engine.shard.ShardWriter`, which writes each batch in
+one pass over the store, and one :class:`~engine.journey_shard.JourneyShard`
+for their tubes and boxes. Ray restarts a host that dies; its state starts
+empty and is reloaded from the store, and the gateway's retries of
+unanswered batches are made safe by the writer's idempotency.
 """
 
 from __future__ import annotations
@@ -90,17 +91,15 @@ class ShardHostActor:
         self._tubes = TubeBook(self._store)
         self._boxes = BoxKeeper(self._store)
         self._journey = JourneyShard(self._store, self._tubes, self._boxes)
-        self._writers = {
-            shard_id: ShardWriter(
-                self._store,
-                cipher,
-                shard_id,
-                self._tubes,
-                concurrency=settings.cql_concurrency,
-                on_stored=on_stored,
-            )
-            for shard_id in shard_ids
-        }
+        self._writer = ShardWriter(
+            self._store,
+            cipher,
+            shard_ids,
+            self._tubes,
+            concurrency=settings.cql_concurrency,
+            on_stored=on_stored,
+        )
+        self._shard_ids = frozenset(shard_ids)
         self._sweep_s = settings.ocr_sweep_s
         self._sweeper: asyncio.Task[None] | None = None
         if self._verifier is not None:
@@ -129,28 +128,13 @@ class ShardHostActor:
 
         See :func:`engine.registration.encode_answer` for the encoding.
         """
-        by_shard: dict[str, list[int]] = {}
-        for position, (shard_id, _) in enumerate(items):
-            by_shard.setdefault(shard_id, []).append(position)
-        results = await asyncio.gather(
-            *(
-                self._writers[shard_id].write_batch([items[i][1] for i in positions])
-                for shard_id, positions in by_shard.items()
-            ),
-            return_exceptions=True,
-        )
-
-        # A shard whose store writes failed answers RETRY for its part only;
-        # the other shards' registrations are durable and acked as such.
-        outcomes = [0] * len(items)
-        for positions, result in zip(by_shard.values(), results, strict=True):
-            if isinstance(result, StoreUnavailable):
-                result = [Outcome.RETRY] * len(positions)
-            elif isinstance(result, BaseException):
-                raise result
-            for position, answer in zip(positions, result, strict=True):
-                outcomes[position] = encode_answer(answer)
-        return outcomes
+        try:
+            answers = await self._writer.write_batch(items)
+        except StoreUnavailable:
+            # Nothing of the batch may be acked as stored; the gateway answers
+            # RETRY and devices resend (the writes are idempotent).
+            return [int(Outcome.RETRY)] * len(items)
+        return [encode_answer(answer) for answer in answers]
 
     async def journey(
         self, shard_id: str, steps: Sequence[Step]
@@ -160,14 +144,14 @@ class ShardHostActor:
         Steps on different tubes or boxes run concurrently; steps on the same
         one keep their order (its lock is taken first come, first served).
         """
-        if shard_id not in self._writers:
+        if shard_id not in self._shard_ids:
             raise ValueError(f"shard {shard_id} is not served by this host")
         return list(await asyncio.gather(*(self._journey.apply(s) for s in steps)))
 
     async def _sweep(self) -> None:
         assert self._verifier is not None
         while True:
-            for shard_id in self._writers:
+            for shard_id in sorted(self._shard_ids):
                 try:
                     await self._verifier.sweep(shard_id)
                 except Exception:  # the sweep must outlive any one error
@@ -176,7 +160,7 @@ class ShardHostActor:
 
     def stats(self) -> list[dict[str, Any]]:
         """Counters of every shard on this host, and of its OCR verifier."""
-        stats = [writer.stats() for writer in self._writers.values()]
+        stats = self._writer.stats()
         stats.append(
             {
                 "host": self._index,
@@ -201,7 +185,7 @@ class ShardHostActor:
 
     def layout(self) -> tuple[str, list[str]]:
         """The keyspace and the logical shards this host was created with."""
-        return self._store.keyspace, sorted(self._writers)
+        return self._store.keyspace, sorted(self._shard_ids)
 
     def pid(self) -> int:
         """Process id, for tests and operators that must find the process."""

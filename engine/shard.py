@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from engine.counters import MinuteCounter, minute_of
 from engine.exceptions import StoreUnavailable
 from engine.pii import PiiCipher
 from engine.registration import Outcome, Registration, RejectReason, ShardAnswer
+from engine.routing import ShardItem
 from engine.store import CqlStore
 from engine.tube_book import TubeBook
 from engine.verification import needs_verification
@@ -72,11 +74,15 @@ _INSERT_ROUND_MINUTE = (
 
 
 class ShardWriter:
-    """Stores batches of registrations for one shard, each id exactly once.
+    """Stores a shard host's batches of registrations, each id exactly once.
+
+    A host serves several logical shards; a batch spans them, and each store
+    phase below is one pass over the whole batch (a few requests grouped by
+    replica) rather than one per shard. Counters stay per logical shard.
 
     Algorithm, per batch:
 
-    1. Wait until no other batch of this shard is writing one of the same ids,
+    1. Wait until no other batch of this host is writing one of the same ids,
        then claim them (so concurrent batches never race on an id).
     2. Read the stored ``attempt`` of every id (one IN query per group of
        ids sharing a primary replica). Absent: to be written, STORED.
@@ -101,8 +107,8 @@ class ShardWriter:
     Args:
         store: connected store.
         cipher: seals name and document number.
-        shard_id: e.g. ``120101/0``, for logs and metrics.
-        tubes: the host's tube states, shared by its shards.
+        shard_ids: the logical shards of the host, e.g. ``120101/0``.
+        tubes: the host's tube states.
         concurrency: statements in flight at once.
         write_attempts: tries per phase before giving up.
         retry_backoff_s: first retry delay.
@@ -112,7 +118,7 @@ class ShardWriter:
         self,
         store: CqlStore,
         cipher: PiiCipher,
-        shard_id: str,
+        shard_ids: Sequence[str],
         tubes: TubeBook,
         *,
         concurrency: int = 256,
@@ -120,13 +126,12 @@ class ShardWriter:
         retry_backoff_s: float = 0.05,
         on_stored: Callable[[str, list[Registration]], object] | None = None,
     ) -> None:
-        self.shard_id = shard_id
+        self.shard_ids = list(shard_ids)
         self.counter = MinuteCounter()
         self.num_batches = 0
-        self.num_stored = 0
-        self.num_duplicate = 0
-        self.num_tube_refused = 0
         self.num_store_errors = 0
+        self._counts = {shard: Counter[str]() for shard in self.shard_ids}
+        self._shard_of: dict[bytes, str] = {}
         self._tubes = tubes
         self._store = store
         self._cipher = cipher
@@ -144,9 +149,9 @@ class ShardWriter:
         self._image = store.prepare(_INSERT_IMAGE)
         self._pending = store.prepare(_INSERT_PENDING)
         self._on_stored = on_stored
-        self._log = log.bind(shard=shard_id)
+        self._log = log.bind(shards=len(self.shard_ids))
 
-    async def write_batch(self, batch: Sequence[Registration]) -> list[ShardAnswer]:
+    async def write_batch(self, items: Sequence[ShardItem]) -> list[ShardAnswer]:
         """Store a batch and return one answer per registration, in order.
 
         An answer is an :class:`Outcome`, or the tube rule that refused it.
@@ -154,15 +159,26 @@ class ShardWriter:
         Raises:
             StoreUnavailable: the store did not take the writes after retries;
                 nothing in the batch may be reported stored.
+            ValueError: an item names a shard this writer does not serve.
         """
         first: dict[bytes, Registration] = {}
-        for record in batch:
-            first.setdefault(record.registration_id, record)
+        shard_of: dict[bytes, str] = {}
+        batch = []
+        for shard_id, record in items:
+            if shard_id not in self._counts:
+                raise ValueError(f"shard {shard_id} is not served here")
+            if first.setdefault(record.registration_id, record) is record:
+                shard_of[record.registration_id] = shard_id
+            batch.append(record)
         await self._claim(first)
+        # Claimed ids belong to this batch alone until released.
+        self._shard_of.update(shard_of)
         try:
             outcome_by_id = await self._write_unique(list(first.values()))
         finally:
             self._release(first)
+            for key in first:
+                self._shard_of.pop(key, None)
 
         outcomes: list[ShardAnswer] = []
         for record in batch:
@@ -234,9 +250,20 @@ class ShardWriter:
             for record in fresh:
                 self.counter.add(record.district, record.received_at_ms)
             if self._on_stored is not None:
-                self._on_stored(self.shard_id, fresh)
-        self.num_stored += sum(o is Outcome.STORED for o in outcomes.values())
-        self.num_duplicate += sum(o is Outcome.DUPLICATE for o in outcomes.values())
+                by_shard: dict[str, list[Registration]] = {}
+                for record in fresh:
+                    shard = self._shard_of[record.registration_id]
+                    by_shard.setdefault(shard, []).append(record)
+                for shard, part in by_shard.items():
+                    self._on_stored(shard, part)
+        for key, answer in outcomes.items():
+            counts = self._counts[self._shard_of[key]]
+            if answer is Outcome.STORED:
+                counts["num_stored"] += 1
+            elif answer is Outcome.DUPLICATE:
+                counts["num_duplicate"] += 1
+            else:
+                counts["num_tube_refused"] += 1
         self._log.debug("batch_written", records=len(records), fresh=len(fresh))
         return outcomes
 
@@ -254,7 +281,6 @@ class ShardWriter:
                 bound.append(record)
             else:
                 outcomes[record.registration_id] = refused
-                self.num_tube_refused += 1
         return bound
 
     async def _retrying(self, phase: str, make: Any) -> Any:
@@ -375,7 +401,8 @@ class ShardWriter:
                 )
             )
             if needs_verification(record):
-                statements.append(self._pending.bind((self.shard_id, rid)))
+                shard = self._shard_of[record.registration_id]
+                statements.append(self._pending.bind((shard, rid)))
         # One row per (round, minute, district) of the batch, for the console.
         minutes = {(r.round, minute_of(r.received_at_ms), r.district) for r in records}
         statements.extend(self._round_minute.bind(key) for key in sorted(minutes))
@@ -447,14 +474,23 @@ class ShardWriter:
 
         return await asyncio.gather(*(limited(call) for call in calls))
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for metrics and the console."""
-        return {
-            "shard": self.shard_id,
+    def stats(self) -> list[dict[str, Any]]:
+        """Counters per logical shard, then the writer's own, for metrics.
+
+        Every figure appears in one entry only, so entries can be summed.
+        """
+        shards: list[dict[str, Any]] = [
+            {
+                "shard": shard,
+                "num_stored": counts["num_stored"],
+                "num_duplicate": counts["num_duplicate"],
+                "num_tube_refused": counts["num_tube_refused"],
+            }
+            for shard, counts in self._counts.items()
+        ]
+        writer = {
             "num_batches": self.num_batches,
-            "num_stored": self.num_stored,
-            "num_duplicate": self.num_duplicate,
-            "num_tube_refused": self.num_tube_refused,
             "num_store_errors": self.num_store_errors,
             "curr_claimed_ids": len(self._claims),
         }
+        return [*shards, writer]

@@ -142,6 +142,7 @@ class _Run:
             devices=(),
             active=0,
             seconds=s.seconds,
+            keyspace=self.settings.cql_keyspace,
             curve=s.curve,
             burst=s.burst,
             bad_share=s.bad_share,

@@ -34,6 +34,7 @@ from perf.curve import RateCurve
 from perf.device import DeviceStream
 from perf.fleet_result import collect, save
 from perf.simulate import LoadProfile, Simulator
+from perf.tube_supply import TubeSupply
 from sieve.v1 import ingest_pb2
 
 __all__ = ["BurstSpec", "Fleet", "FleetSpec", "run_fleet"]
@@ -62,6 +63,9 @@ class FleetSpec:
     active: int
     """The first ``active`` devices register people; the rest only idle."""
     seconds: float
+    keyspace: str = ""
+    """Where the engine under test keeps its rows (tubes are allocated
+    there); empty for the ``SIEVE_*`` settings' own."""
     curve: RateCurve | None = None
     burst: BurstSpec | None = None
     pool_size: int = 10
@@ -108,7 +112,11 @@ class Fleet:
         self._control = control
         self._rng = random.Random(spec.seed * 7_919 + spec.worker)
         self._np_rng = np.random.default_rng(spec.seed * 104_729 + spec.worker)
-        settings = Settings.from_env()
+        settings = (
+            Settings.from_env(cql_keyspace=spec.keyspace)
+            if spec.keyspace
+            else Settings.from_env()
+        )
         profile = LoadProfile(
             bad_share=spec.bad_share,
             round=spec.round,
@@ -116,7 +124,11 @@ class Fleet:
             pool_size=spec.pool_size,
         )
         self._sim = Simulator(
-            profile, load_city(settings.city_config), spec.token_key, spec.address
+            profile,
+            load_city(settings.city_config),
+            spec.token_key,
+            spec.address,
+            TubeSupply(settings, spec.pool_size),
         )
         self._devices = [
             _Device(d, site, index, make_device_token(spec.token_key, d))

@@ -98,7 +98,7 @@ def per_second(
     lat = np.asarray(latencies_ms, dtype=np.float64)
     if when.shape != lat.shape:
         raise ValueError("times and latencies differ in length")
-    offsets = np.floor(when - start).astype(np.int64) if when.size else when
+    offsets = np.floor(when - start).astype(np.int64)
     keep = offsets >= 0
     if seconds is None:
         seconds = int(offsets.max()) + 1 if when.size and keep.any() else 0

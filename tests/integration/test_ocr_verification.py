@@ -170,10 +170,11 @@ def test_pending_photos_of_a_killed_host_are_verified_after_restart(
     pid = ray.get(host.pid.remote())
     # What a host leaves behind when it dies between the write and the hand-off
     # to OCR: main, index, photo and pending rows, and no verdict.
-    writer = ShardWriter(store, cipher, shard_id, TubeBook(store))
+    writer = ShardWriter(store, cipher, [shard_id], TubeBook(store))
     (tube,) = allocate_tubes(store, SITE, 4)
     records = [_record(card, tube) for card in cards.cards(4)]
-    assert [Outcome.STORED] * 4 == asyncio.run(writer.write_batch(records))
+    items = [(shard_id, record) for record in records]
+    assert [Outcome.STORED] * 4 == asyncio.run(writer.write_batch(items))
     ids = [str(uuid.UUID(bytes=r.registration_id)) for r in records]
     os.kill(pid, signal.SIGKILL)
 
