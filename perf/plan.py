@@ -188,8 +188,8 @@ def plan_text(needs: PlanInput, rates: Rates, plan: Plan) -> str:
         capped = math.ceil(plan.design_per_s * needs.replication / ceiling)
         lines.append(
             f"  store, if each node keeps the measured write ceiling of"
-            f" {ceiling:,.0f}/s (dev node: concurrent_writes 16, 10 ms group"
-            f" commit): {capped} nodes instead"
+            f" {ceiling:,.0f}/s (the dev node's, as configured by"
+            f" cluster/cassandra/cassandra.yaml): {capped} nodes instead"
         )
     lines += [
         "assumptions:",
