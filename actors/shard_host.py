@@ -98,6 +98,7 @@ class ShardHostActor:
             self._tubes,
             concurrency=settings.cql_concurrency,
             on_stored=on_stored,
+            before_main=self._participation.ensure_markers,
         )
         self._shard_ids = frozenset(shard_ids)
         self._sweep_s = settings.ocr_sweep_s

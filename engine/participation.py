@@ -104,6 +104,8 @@ class ParticipationTracker:
         self._parts: dict[PartKey, Participation] = {}
         self._dirty: set[PartKey] = set()
         self._markers: list[Marker] = []
+        self._marked: set[PartKey] = set()
+        """Keys whose marker is known to be in the store."""
         self._recovered = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._log = log.bind(shards=len(self._shards))
@@ -112,6 +114,32 @@ class ParticipationTracker:
     def recovered(self) -> bool:
         """Whether recovery finished and flushes may run."""
         return self._recovered.is_set()
+
+    async def ensure_markers(self, items: Iterable[tuple[str, Registration]]) -> None:
+        """Make the marker of every (round, district, shard) durable.
+
+        Awaited by the shard writer before a batch's main rows, so a round
+        that has any acknowledged registration always has its marker, and a
+        restarted host replays it.
+
+        Raises:
+            StoreUnavailable: a marker was not written; the batch must not be
+                acknowledged.
+        """
+        new = {
+            (record.round, record.district, shard_id)
+            for shard_id, record in items
+            if (record.round, record.district, shard_id) not in self._marked
+        }
+        if not new:
+            return
+        await asyncio.gather(
+            *(
+                self._rows.write_marker(new_marker(district, round_no, shard))
+                for round_no, district, shard in sorted(new)
+            )
+        )
+        self._marked.update(new)
 
     def observe(self, shard_id: str, records: Iterable[Registration]) -> None:
         """Add freshly stored registrations; the ``on_stored`` hook of a shard."""
@@ -154,12 +182,12 @@ class ParticipationTracker:
         started = time.monotonic()
         await self._load_registry()
         districts = {district_of_shard(s) for s in self._shards}
-        # TODO: a round is recovered only if some shard wrote its marker. If
-        # a host dies within moments of the first registration of a round
-        # in a district, before the marker write, those registrations are
-        # missing from the bitmaps; there is no rebuild from
-        # registrations_by_round_district yet.
+        # Every round with an acknowledged registration has a marker: the
+        # writer makes it durable before the batch's main rows.
         markers = await self._rows.markers(districts)
+        self._marked.update(
+            (m.round, m.district, m.shard) for m in markers if m.shard in self._shards
+        )
         by_round: dict[tuple[int, str], list[Marker]] = {}
         for marker in markers:
             by_round.setdefault((marker.round, marker.district), []).append(marker)

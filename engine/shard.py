@@ -112,6 +112,9 @@ class ShardWriter:
         concurrency: statements in flight at once.
         write_attempts: tries per phase before giving up.
         retry_backoff_s: first retry delay.
+        on_stored: called with each shard's newly stored registrations.
+        before_main: awaited with a batch's new registrations before their
+            main rows are written (whatever must be durable before an ack).
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class ShardWriter:
         write_attempts: int = 3,
         retry_backoff_s: float = 0.05,
         on_stored: Callable[[str, list[Registration]], object] | None = None,
+        before_main: Callable[[list[ShardItem]], Awaitable[None]] | None = None,
     ) -> None:
         self.shard_ids = list(shard_ids)
         self.counter = MinuteCounter()
@@ -149,6 +153,7 @@ class ShardWriter:
         self._image = store.prepare(_INSERT_IMAGE)
         self._pending = store.prepare(_INSERT_PENDING)
         self._on_stored = on_stored
+        self._before_main = before_main
         self._log = log.bind(shards=len(self.shard_ids))
 
     async def write_batch(self, items: Sequence[ShardItem]) -> list[ShardAnswer]:
@@ -239,6 +244,10 @@ class ShardWriter:
                 await self._retrying(
                     "index", lambda: self._write_grouped(index, images)
                 )
+                if self._before_main is not None:
+                    hook = self._before_main
+                    items = [(self._shard_of[r.registration_id], r) for r in fresh]
+                    await self._retrying("before_main", lambda: hook(items))
                 await self._retrying("main", lambda: self._write_grouped(main))
             except StoreUnavailable:
                 # TODO: rows that did reach the store are counted again when
