@@ -74,7 +74,8 @@ class JourneyServicer(journey_pb2_grpc.JourneyServicer):
 
     def add_to(self, server: grpc.aio.Server) -> None:
         """Register on a server."""
-        journey_pb2_grpc.add_JourneyServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+        add = journey_pb2_grpc.add_JourneyServicer_to_server
+        add(self, server)  # type: ignore[no-untyped-call]
 
     async def _device(
         self, call: str, context: grpc.aio.ServicerContext[Any, Any]

@@ -94,7 +94,8 @@ async def _lookups(
     found = 0
     metadata = ((CLIENT_HEADER, CLIENT), ("authorization", f"Bearer {token}"))
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = residents_pb2_grpc.ResidentsStub(channel)  # type: ignore[no-untyped-call]
+        make_stub = residents_pb2_grpc.ResidentsStub
+        stub = make_stub(channel)  # type: ignore[no-untyped-call]
 
         async def one(number: str) -> None:
             nonlocal found

@@ -66,7 +66,8 @@ def plot_result(result: dict[str, Any], out: Path) -> Path:
     machine = meta.get("machine", {})
     figure.suptitle(
         f"{result['scenario']}: {result['throughput_per_s']:,.0f}/s durable, "
-        f"p99 {result['ack_p99_ms'] or math.nan:,.0f} ms — {meta.get('date', '')[:16]}"
+        f"p99 {result['ack_p99_ms'] or math.nan:,.0f} ms"
+        f" — {meta.get('date', '')[:16]}"
         f", {machine.get('cores', '?')} cores, commit {meta.get('commit', '?')}"
     )
     figure.tight_layout()

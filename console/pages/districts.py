@@ -208,7 +208,8 @@ def _show_coverage(
     error: str,
 ) -> None:
     if view is None:
-        source.set_text("Sampled and coverage: waiting for the first reading… " + error)
+        waiting = "Sampled and coverage: waiting for the first reading… "
+        source.set_text(waiting + error)
         return
     for code, cells in rows.items():
         cells["sampled"].set_text(f"{view.sampled.get(code, 0):,}")

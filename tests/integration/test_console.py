@@ -322,7 +322,8 @@ def test_operations_refuses_a_drill_down_without_a_place(
 ) -> None:
     """ListDevices names what was wrong; GetSaturation relays store latency."""
     with grpc.insecure_channel(settings.gateway_address) as channel:
-        ops = operations_pb2_grpc.OperationsStub(channel)  # type: ignore[no-untyped-call]
+        make_stub = operations_pb2_grpc.OperationsStub
+        ops = make_stub(channel)  # type: ignore[no-untyped-call]
         for request, message in (
             (operations_pb2.ListDevicesRequest(), "exactly one"),
             (operations_pb2.ListDevicesRequest(district="999999"), "unknown district"),

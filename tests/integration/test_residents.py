@@ -88,8 +88,12 @@ def _metadata(settings: Settings, client: str) -> tuple[tuple[str, str], ...]:
 def _lookup(
     channel: grpc.Channel, settings: Settings, client: str, number: str, doc: int = 1
 ) -> residents_pb2.LookupResponse:
+    request = residents_pb2.LookupRequest(
+        document_type=doc,  # type: ignore[arg-type]
+        document_number=number,
+    )
     reply: residents_pb2.LookupResponse = _stub(channel).Lookup(
-        residents_pb2.LookupRequest(document_type=doc, document_number=number),  # type: ignore[arg-type]
+        request,
         metadata=_metadata(settings, client),
         timeout=10,
     )

@@ -50,15 +50,17 @@ def test_machine_without_gpu_says_so() -> None:
 def test_gpu_memory_near_full_is_red() -> None:
     """A GPU at 95% of its memory turns the node red."""
     gpu = GpuUsage(0, "H200", 50.0, 95 * 2**30, 100 * 2**30)
-    [row] = node_rows(_cluster(_usage(10, 10, (gpu,))), host=None)  # type: ignore[arg-type]
+    cluster = _cluster(_usage(10, 10, (gpu,)))
+    [row] = node_rows(cluster, host=None)  # type: ignore[arg-type]
     assert "GPU0 50%" in row["gpu"]
     assert str(Level.RED) == row["level"]
 
 
 def test_node_cpu_is_red_only_when_sustained() -> None:
     """A spike to 97% is amber; a minute at 90% is red."""
-    [spike] = node_rows(_cluster(_usage(97, 40, None)), host=None)  # type: ignore[arg-type]
-    [busy] = node_rows(_cluster(_usage(90, 90, None)), host=None)  # type: ignore[arg-type]
+    spiking, sustained = _cluster(_usage(97, 40, None)), _cluster(_usage(90, 90, None))
+    [spike] = node_rows(spiking, host=None)  # type: ignore[arg-type]
+    [busy] = node_rows(sustained, host=None)  # type: ignore[arg-type]
     assert (str(Level.AMBER), str(Level.RED)) == (spike["level"], busy["level"])
 
 

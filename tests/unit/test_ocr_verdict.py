@@ -97,7 +97,9 @@ def test_claim_held_by_a_runner_up_read_matches() -> None:
 def test_claim_held_by_a_small_share_is_ambiguous() -> None:
     """A claimed name with a few percent of the beam cannot be ruled out."""
     read = _read(
-        name="段立", name_conf=0.95, name_candidates=(("段立", 0.95), ("段立鹏", 0.04))
+        name="段立",
+        name_conf=0.95,
+        name_candidates=(("段立", 0.95), ("段立鹏", 0.04)),
     )
     result = judge(read, "段立鹏", NUMBER)
     assert result.verdict is Verdict.UNREADABLE

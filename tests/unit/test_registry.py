@@ -55,7 +55,8 @@ def test_good_row_is_normalised() -> None:
 
     assert not isinstance(result, str)
     assert "11010519491231002X" == result.id_number
-    assert ("张伟", "", "和平路 1号") == (result.name, result.phone, result.address)
+    fields = (result.name, result.phone, result.address)
+    assert ("张伟", "", "和平路 1号") == fields
 
 
 def test_short_row_is_refused() -> None:

@@ -45,7 +45,8 @@ def _validate(message: ingest_pb2.Registration) -> Registration | Rejection:
 
 def test_valid_registration_takes_its_district_from_the_site() -> None:
     """A good registration is normalised and gets the site's district."""
-    result = _validate(_message(document_number="11010519491231002x", name=" 张  三 "))
+    message = _message(document_number="11010519491231002x", name=" 张  三 ")
+    result = _validate(message)
     assert isinstance(result, Registration)
     assert "120101" == result.district
     assert "11010519491231002X" == result.doc_number
@@ -98,7 +99,8 @@ def test_rejection_message_never_contains_the_document_number() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["李", "欧阳娜娜", "阿依古丽·买买提", "John Smith", "O'Neil-Brown", "𠈌明"]
+    "name",
+    ["李", "欧阳娜娜", "阿依古丽·买买提", "John Smith", "O'Neil-Brown", "𠈌明"],
 )
 def test_real_name_shapes_are_accepted(name: str) -> None:
     """Chinese, minority, Latin and rare-character names pass."""
