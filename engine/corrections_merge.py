@@ -18,7 +18,7 @@ import structlog
 
 from engine.exceptions import IngestError
 from engine.pii import PiiCipher, mask_document
-from engine.shard import ROUND_BUCKETS
+from engine.registration_rows import INSERT_PERSON, INSERT_ROUND, ROUND_BUCKETS
 from engine.store import CqlStore
 
 __all__ = ["DocumentChange", "MergeRefused", "MergeResult", "RegistrationEditor"]
@@ -44,18 +44,9 @@ _LIST_HISTORY = (
     " doc_sealed, doc_hash, new_doc_hash"
     " FROM {ks}.registration_history WHERE registration_id = ?"
 )
-_INSERT_PERSON = (
-    "INSERT INTO {ks}.registrations_by_person (doc_hash, received_at,"
-    " registration_id, round, tube, site, district, captured_at)"
-    " VALUES (?,?,?,?,?,?,?,?)"
-)
 _DELETE_PERSON = (
     "DELETE FROM {ks}.registrations_by_person"
     " WHERE doc_hash = ? AND received_at = ? AND registration_id = ?"
-)
-_INSERT_ROUND = (
-    "INSERT INTO {ks}.registrations_by_round_district (round, district, bucket,"
-    " doc_hash, registration_id, site, tube, captured_at) VALUES (?,?,?,?,?,?,?,?)"
 )
 _DELETE_ROUND = (
     "DELETE FROM {ks}.registrations_by_round_district WHERE round = ? AND"
@@ -145,9 +136,9 @@ class RegistrationEditor:
         self._select_history = store.prepare(_SELECT_HISTORY)
         self._insert_history = store.prepare(_INSERT_HISTORY)
         self._list_history = store.prepare(_LIST_HISTORY)
-        self._insert_person = store.prepare(_INSERT_PERSON)
+        self._insert_person = store.prepare(INSERT_PERSON)
         self._delete_person = store.prepare(_DELETE_PERSON)
-        self._insert_round = store.prepare(_INSERT_ROUND)
+        self._insert_round = store.prepare(INSERT_ROUND)
         self._delete_round = store.prepare(_DELETE_ROUND)
         self._update_tube = store.prepare(_UPDATE_TUBE)
         self._update_main = store.prepare(_UPDATE_MAIN)

@@ -16,21 +16,18 @@ from typing import Any
 import structlog
 from cassandra.query import BatchStatement, BatchType, BoundStatement
 
-from engine.counters import MinuteCounter, minute_of
+from engine.counters import MinuteCounter
 from engine.exceptions import StoreUnavailable
 from engine.pii import PiiCipher
 from engine.registration import Outcome, Registration, RejectReason, ShardAnswer
+from engine.registration_rows import RegistrationRows
 from engine.routing import ShardItem
 from engine.store import CqlStore
 from engine.tube_book import TubeBook
-from engine.verification import needs_verification
 
-__all__ = ["ROUND_BUCKETS", "ShardWriter"]
+__all__ = ["ShardWriter"]
 
 log = structlog.get_logger()
-
-ROUND_BUCKETS = 32
-"""Partitions per (round, district) listing; see the 0001 migration."""
 
 READ_CHUNK = 100
 """Ids per IN query: large enough to amortise a request, small enough that
@@ -41,35 +38,6 @@ WRITE_CHUNK = 64
 
 _SELECT_ATTEMPTS = (
     "SELECT registration_id, attempt FROM {ks}.registrations WHERE registration_id IN ?"
-)
-_INSERT_MAIN = (
-    "INSERT INTO {ks}.registrations (registration_id, attempt, round, tube,"
-    " name_sealed, doc_type, doc_sealed, doc_hash, site, district, device,"
-    " collector, captured_at, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-_INSERT_PERSON = (
-    "INSERT INTO {ks}.registrations_by_person (doc_hash, received_at,"
-    " registration_id, round, tube, site, district, captured_at)"
-    " VALUES (?,?,?,?,?,?,?,?)"
-)
-_INSERT_TUBE = (
-    "INSERT INTO {ks}.registrations_by_tube (tube, registration_id, round,"
-    " doc_hash, site, district, captured_at) VALUES (?,?,?,?,?,?,?)"
-)
-_INSERT_ROUND = (
-    "INSERT INTO {ks}.registrations_by_round_district (round, district, bucket,"
-    " doc_hash, registration_id, site, tube, captured_at) VALUES (?,?,?,?,?,?,?,?)"
-)
-_INSERT_IMAGE = (
-    "INSERT INTO {ks}.id_card_images (registration_id, image_sealed) VALUES (?,?)"
-)
-_INSERT_PENDING = "INSERT INTO {ks}.ocr_pending (shard, registration_id) VALUES (?,?)"
-_INSERT_MINUTE = (
-    "INSERT INTO {ks}.registrations_by_minute (round, district, minute,"
-    " registration_id, site, device) VALUES (?,?,?,?,?,?)"
-)
-_INSERT_ROUND_MINUTE = (
-    "INSERT INTO {ks}.round_minutes (round, minute, district) VALUES (?,?,?)"
 )
 
 
@@ -144,14 +112,7 @@ class ShardWriter:
         self._backoff_s = retry_backoff_s
         self._claims: dict[bytes, asyncio.Event] = {}
         self._select_many = store.prepare(_SELECT_ATTEMPTS)
-        self._main = store.prepare(_INSERT_MAIN)
-        self._person = store.prepare(_INSERT_PERSON)
-        self._tube = store.prepare(_INSERT_TUBE)
-        self._round = store.prepare(_INSERT_ROUND)
-        self._minute = store.prepare(_INSERT_MINUTE)
-        self._round_minute = store.prepare(_INSERT_ROUND_MINUTE)
-        self._image = store.prepare(_INSERT_IMAGE)
-        self._pending = store.prepare(_INSERT_PENDING)
+        self._rows = RegistrationRows(store, cipher)
         self._on_stored = on_stored
         self._before_main = before_main
         self._log = log.bind(shards=len(self.shard_ids))
@@ -196,10 +157,10 @@ class ShardWriter:
         return outcomes
 
     # TODO: the duplicate check is exact within one shard. A device that
-    # resends an id with a site in another district reaches another shard; if
-    # both copies are in flight at once, both districts' index rows are
-    # written (the main row stays single, last write wins). Routing by id
-    # alone would close this but lose district locality.
+    # resends an id with another tube (or a site in another district) may
+    # reach another shard; if both copies are in flight at once, both get
+    # index rows (the main row stays single, last write wins). Routing by id
+    # alone would close this but lose the tube's single owner.
     async def _claim(self, records: dict[bytes, Registration]) -> None:
         # Loop because another batch may claim an id while we wait on a
         # different one; claiming itself has no await, so it is atomic.
@@ -235,11 +196,12 @@ class ShardWriter:
 
         fresh = await self._bind(unseen, outcomes)
         if fresh:
-            rows = [self._seal(record) for record in fresh]
-            index = self._index_statements(fresh, rows)
+            sealed = [self._rows.seal(record) for record in fresh]
+            shards = [self._shard_of[record.registration_id] for record in fresh]
+            index = self._rows.index(fresh, sealed, shards)
             index += self._tubes.binding_statements(fresh)
-            images = self._image_statements(fresh)
-            main = self._main_statements(fresh, rows)
+            images = self._rows.images(fresh)
+            main = self._rows.main(fresh, sealed)
             try:
                 await self._retrying(
                     "index", lambda: self._write_grouped(index, images)
@@ -341,120 +303,6 @@ class ShardWriter:
             for registration_id, attempt in rows
             if attempt is not None
         }
-
-    def _seal(self, record: Registration) -> tuple[Any, ...]:
-        rid = record.registration_id
-        return (
-            uuid.UUID(bytes=rid),
-            self._cipher.seal(record.name, rid),
-            self._cipher.seal(record.doc_number, rid),
-            self._cipher.lookup_hash(record.doc_type, record.doc_number),
-        )
-
-    def _index_statements(
-        self, records: list[Registration], rows: list[tuple[Any, ...]]
-    ) -> list[BoundStatement]:
-        statements = []
-        for record, (rid, _, _, doc_hash) in zip(records, rows, strict=True):
-            statements.append(
-                self._person.bind(
-                    (
-                        doc_hash,
-                        record.received_at_ms,
-                        rid,
-                        record.round,
-                        record.tube,
-                        record.site,
-                        record.district,
-                        record.captured_at_ms,
-                    )
-                )
-            )
-            statements.append(
-                self._tube.bind(
-                    (
-                        record.tube,
-                        rid,
-                        record.round,
-                        doc_hash,
-                        record.site,
-                        record.district,
-                        record.captured_at_ms,
-                    )
-                )
-            )
-            statements.append(
-                self._round.bind(
-                    (
-                        record.round,
-                        record.district,
-                        doc_hash[0] % ROUND_BUCKETS,
-                        doc_hash,
-                        rid,
-                        record.site,
-                        record.tube,
-                        record.captured_at_ms,
-                    )
-                )
-            )
-            statements.append(
-                self._minute.bind(
-                    (
-                        record.round,
-                        record.district,
-                        minute_of(record.received_at_ms),
-                        rid,
-                        record.site,
-                        record.device,
-                    )
-                )
-            )
-            if needs_verification(record):
-                shard = self._shard_of[record.registration_id]
-                statements.append(self._pending.bind((shard, rid)))
-        # One row per (round, minute, district) of the batch, for the console.
-        minutes = {(r.round, minute_of(r.received_at_ms), r.district) for r in records}
-        statements.extend(self._round_minute.bind(key) for key in sorted(minutes))
-        return statements
-
-    def _main_statements(
-        self, records: list[Registration], rows: list[tuple[Any, ...]]
-    ) -> list[BoundStatement]:
-        return [
-            self._main.bind(
-                (
-                    rid,
-                    uuid.UUID(bytes=record.attempt),
-                    record.round,
-                    record.tube,
-                    name_sealed,
-                    record.doc_type,
-                    doc_sealed,
-                    doc_hash,
-                    record.site,
-                    record.district,
-                    record.device,
-                    record.collector,
-                    record.captured_at_ms,
-                    record.received_at_ms,
-                )
-            )
-            for record, (rid, name_sealed, doc_sealed, doc_hash) in zip(
-                records, rows, strict=True
-            )
-        ]
-
-    def _image_statements(self, records: list[Registration]) -> list[BoundStatement]:
-        return [
-            self._image.bind(
-                (
-                    uuid.UUID(bytes=record.registration_id),
-                    self._cipher.seal_bytes(record.image, record.registration_id),
-                )
-            )
-            for record in records
-            if record.image
-        ]
 
     async def _write_grouped(
         self, statements: list[BoundStatement], alone: Sequence[BoundStatement] = ()

@@ -25,15 +25,15 @@ from cassandra.query import BatchStatement, BatchType
 from engine.config import Settings
 from engine.counters import minute_of
 from engine.pii import Keyring, PiiCipher
-from engine.shard import (  # the very statements the shards prepare
-    _INSERT_MAIN,
-    _INSERT_MINUTE,
-    _INSERT_PERSON,
-    _INSERT_ROUND,
-    _INSERT_TUBE,
+from engine.registration_rows import (  # the very statements the shards use
+    INSERT_MAIN,
+    INSERT_MINUTE,
+    INSERT_PERSON,
+    INSERT_ROUND,
+    INSERT_TUBE,
     ROUND_BUCKETS,
-    WRITE_CHUNK,
 )
+from engine.shard import WRITE_CHUNK
 from engine.stack import prepare_store
 from engine.store import CqlStore
 from perf.people import PersonFactory
@@ -75,10 +75,10 @@ def _writer(settings: Settings, seconds: float, concurrency: int, worker: int) -
     cipher = PiiCipher(Keyring.load(settings.keys_file))
     statements = [
         store.prepare(text)
-        for text in (_INSERT_PERSON, _INSERT_TUBE, _INSERT_ROUND, _INSERT_MINUTE)
+        for text in (INSERT_PERSON, INSERT_TUBE, INSERT_ROUND, INSERT_MINUTE)
     ]
     person_s, tube_s, round_s, minute_s = statements
-    main_s = store.prepare(_INSERT_MAIN)
+    main_s = store.prepare(INSERT_MAIN)
     pool = _people(cipher, seed=worker)
     rng = random.Random(worker)
     per_batch = max(1, WRITE_CHUNK // ROWS_PER_REGISTRATION)

@@ -6,59 +6,40 @@ import asyncio
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 from ray.cluster_utils import Cluster
 
-from console.auth import hash_password
-from engine.config import REPO_ROOT, Settings
+from engine.config import Settings
 from engine.store import CqlStore
 from perf.device import DeviceReport, send_all
 from sieve.v1 import ingest_pb2, operations_pb2, operations_pb2_grpc
-from tests.conftest import GatewayThread, free_port
+from tests.conftest import GatewayThread
+from tests.console_support import (
+    ARTIFACTS,
+    chromium,
+    login,
+    serve_console,
+    wait_for,
+    write_users,
+)
 from tests.helpers import allocate_tubes, device_token, make_registrations
 
 pytestmark = pytest.mark.integration
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ARTIFACTS = REPO_ROOT / "artifacts" / "console"
 SITE = "120101-001"
 DISTRICT = "120101"
 DEVICE = f"{SITE}-D0007"
 COUNT = 4_000
 PREVIOUS = 600
 """Round-1 registrations stored before the console starts; it shows round 2."""
-
-
-def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -83,73 +64,31 @@ def console_url(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """The console app in a subprocess, pointed at the module's gateway."""
-    users = tmp_path_factory.mktemp("console") / "users.toml"
-    users.write_text(
-        f'[users.cmd]\nrole = "command"\npassword = "{hash_password("c-pw")}"\n'
-        f'[users.op]\nrole = "operator"\npassword = "{hash_password("o-pw")}"\n',
-        encoding="utf-8",
+    users = write_users(
+        tmp_path_factory.mktemp("console") / "users.toml",
+        {"cmd": ("command", "c-pw"), "op": ("operator", "o-pw")},
     )
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
-        "SIEVE_CQL_KEYSPACE": settings.cql_keyspace,
-        "SIEVE_KEYS_FILE": str(settings.keys_file),
-        "SIEVE_GATEWAY_PORT": str(settings.gateway_port),
-        "SIEVE_CONSOLE_PORT": str(port),
-        "SIEVE_CONSOLE_USERS_FILE": str(users),
-        "SIEVE_CONSOLE_REFRESH_S": "1",
-        "SIEVE_CONSOLE_ROUND": "2",
-        "SIEVE_CONSOLE_MILESTONES": "1000,3000,1000000",
-        "SIEVE_RAY_ADDRESS": ray_local.address,
-        "SIEVE_LOG_LEVEL": "WARNING",
-    }
-    log_path = tmp_path_factory.mktemp("console-log") / "console.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "console.main"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-
-            def up() -> bool:
-                assert proc.poll() is None, log_path.read_text(errors="replace")
-                try:
-                    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as r:
-                        return b"sieve_gateway_up 1.0" in r.read()
-                except OSError:
-                    return False
-
-            _wait(up, 60, "the console to serve")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(15)
+    with serve_console(
+        settings,
+        users,
+        tmp_path_factory.mktemp("console-log"),
+        extra_env={
+            "SIEVE_CONSOLE_REFRESH_S": "1",
+            "SIEVE_CONSOLE_ROUND": "2",
+            "SIEVE_CONSOLE_MILESTONES": "1000,3000,1000000",
+            "SIEVE_RAY_ADDRESS": ray_local.address,
+        },
+        ready_path="/metrics",
+        ready_text=b"sieve_gateway_up 1.0",
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's chromium, headless, driven by Playwright."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("apt-get install -y chromium")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium(playwright_api) as instance:
         yield instance
-        instance.close()
-
-
-def _login(browser: Any, url: str, user: str, password: str) -> Any:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(f"{url}/login")
-    page.get_by_test_id("username").fill(user)
-    page.get_by_test_id("password").fill(password)
-    page.get_by_test_id("login").click()
-    page.wait_for_url(f"{url}/")
-    return page
 
 
 def _chart_data(page: Any, testid: str, series: int = 0) -> list[Any]:
@@ -203,7 +142,7 @@ def test_console_shows_live_ingest(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tubes = allocate_tubes(store, SITE, COUNT)
     regs = make_registrations(COUNT, SITE, tubes=tubes, seed=41, round_no=2)
-    page = _login(browser, console_url, "op", "o-pw")
+    page = login(browser, console_url, "op", "o-pw")
 
     before = sum(_chart_data(page, "city-chart"))
     sender = _stream_in_background(settings, regs)
@@ -215,19 +154,19 @@ def test_console_shows_live_ingest(
             seen.append(total)
         return len(seen) >= 3
 
-    _wait(grew, 90, "the per-minute chart to grow twice")
+    wait_for(grew, 90, "the per-minute chart to grow twice")
     sender.join(180)
     assert not sender.is_alive()
     acks = sender.report["r"].acks.values()  # type: ignore[attr-defined]
     assert COUNT == sum(ack.status == ingest_pb2.STORED for ack in acks)
-    _wait(lambda: COUNT == sum(_chart_data(page, "city-chart")), 20, "all stored")
-    _wait(
+    wait_for(lambda: COUNT == sum(_chart_data(page, "city-chart")), 20, "all stored")
+    wait_for(
         lambda: PREVIOUS == sum(_chart_data(page, "city-chart", series=1)),
         20,
         "the previous round's curve",
     )
     reached = page.get_by_test_id("milestone-3000")
-    _wait(lambda: "reached" in reached.inner_text(), 20, "the 3000 milestone")
+    wait_for(lambda: "reached" in reached.inner_text(), 20, "the 3000 milestone")
     assert "reached" in page.get_by_test_id("milestone-1000").inner_text()
     assert "reached" not in page.get_by_test_id("milestone-1000000").inner_text()
     page.screenshot(path=str(ARTIFACTS / "city.png"), full_page=True)
@@ -236,7 +175,7 @@ def test_console_shows_live_ingest(
     expected = _store_count(store, DISTRICT, 2)
     assert COUNT == expected
     registered = page.get_by_test_id(f"registered-{DISTRICT}")
-    _wait(lambda: registered.inner_text() == str(expected), 30, "store count")
+    wait_for(lambda: registered.inner_text() == str(expected), 30, "store count")
     assert str(expected) == registered.inner_text()
     assert "0.00" not in page.get_by_test_id(f"coverage-{DISTRICT}").inner_text()
     hourly = {row[0].split()[0]: row for row in _cells(page, "hourly")}
@@ -251,7 +190,7 @@ def test_console_shows_live_ingest(
         rows = [r for r in _cells(page, "sites") if r and r[0] == SITE]
         return rows[0] if rows and rows[0][2] == str(COUNT) else None
 
-    assert _wait(site_row, 20, "the site's count from the gateway")
+    assert wait_for(site_row, 20, "the site's count from the gateway")
     devices = {row[0]: row for row in _cells(page, "devices")}
     assert str(PREVIOUS + COUNT) == devices[DEVICE][4]
     assert "offline" == devices[DEVICE][2]
@@ -260,21 +199,21 @@ def test_console_shows_live_ingest(
 
     page.goto(f"{console_url}/saturation")
     cpu = page.get_by_test_id("cpu-total")
-    _wait(lambda: re.fullmatch(r"\d+%", cpu.inner_text()), 20, "CPU reading")
+    wait_for(lambda: re.fullmatch(r"\d+%", cpu.inner_text()), 20, "CPU reading")
     assert page.get_by_text(f"This machine: {socket.gethostname()}").is_visible()
-    cores = _wait(lambda: _chart_data(page, "cpu-cores"), 20, "per-core CPU")
+    cores = wait_for(lambda: _chart_data(page, "cpu-cores"), 20, "per-core CPU")
     assert os.cpu_count() == len(cores)
     ray_rows = page.locator('[data-testid="ray-nodes"] tbody tr')
-    _wait(lambda: 2 == ray_rows.count(), 30, "the two Ray nodes")
+    wait_for(lambda: 2 == ray_rows.count(), 30, "the two Ray nodes")
 
     def nodes_read() -> list[list[str]] | None:
         rows = _cells(page, "ray-nodes")
         return rows if all(re.match(r"\d+% \(", r[3]) for r in rows) else None
 
-    for row in _wait(nodes_read, 30, "both nodes' probes"):
+    for row in wait_for(nodes_read, 30, "both nodes' probes"):
         assert "no GPU" == row[6]  # this machine has none; nothing is made up
         assert "KiB/s" in row[5] or "MiB/s" in row[5]
-    latency = _wait(
+    latency = wait_for(
         lambda: {r[0]: r for r in _cells(page, "store-latency")}.get("ingest"),
         20,
         "store latency",
@@ -291,13 +230,13 @@ def test_console_shows_live_ingest(
     page.get_by_test_id("id-number").fill(number)
     page.get_by_test_id("lookup").click()
     result = page.get_by_test_id("lookup-result")
-    _wait(lambda: "registration" in result.inner_text(), 20, "look-up")
+    wait_for(lambda: "registration" in result.inner_text(), 20, "look-up")
     shown = result.inner_text()
     assert shown.startswith(f"{number[:6]}********{number[-4:]}: 1 registration")
     assert number not in page.content()
     page.screenshot(path=str(ARTIFACTS / "operator.png"), full_page=True)
 
-    command = _login(browser, console_url, "cmd", "c-pw")
+    command = login(browser, console_url, "cmd", "c-pw")
     response = command.goto(f"{console_url}/operator")
     assert 403 == response.status
     assert "may not open" in command.get_by_test_id("refused").inner_text()

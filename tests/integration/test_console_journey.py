@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
@@ -24,7 +21,6 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
-from console.auth import hash_password
 from console.journey import COLUMNS, StageTotals
 from engine.barcodes import make_box_code, make_tube_code
 from engine.city import load_city
@@ -37,16 +33,21 @@ from engine.store import CqlStore
 from perf.device import send_all
 from perf.journey_sim import JourneyOutcome, JourneyPlan, JourneySimulator
 from sieve.v1 import ingest_pb2, journey_pb2
-from tests.conftest import GatewayThread, free_port
+from tests.conftest import GatewayThread
+from tests.console_support import (
+    ARTIFACTS,
+    chromium,
+    login,
+    serve_console,
+    wait_for,
+    write_users,
+)
 from tests.helpers import allocate_tubes, device_token, make_registrations
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-ARTIFACTS = REPO_ROOT / "artifacts" / "console"
 DISTRICT = "120104"
 PEOPLE = 300
 POSITIVE_INDEX = 3
@@ -54,17 +55,6 @@ ROAD = "120105"
 ROAD_SITE = "120105-001"
 ROAD_TUBES = 2
 T = TypeVar("T")
-
-
-def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    end = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -136,70 +126,30 @@ def console_url(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """The console in a subprocess on this module's keyspace, round 1."""
-    users = tmp_path_factory.mktemp("console") / "users.toml"
-    users.write_text(
-        f'[users.cmd]\nrole = "command"\npassword = "{hash_password("c-pw")}"\n',
-        encoding="utf-8",
+    users = write_users(
+        tmp_path_factory.mktemp("console") / "users.toml", {"cmd": ("command", "c-pw")}
     )
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
-        "SIEVE_CQL_KEYSPACE": settings.cql_keyspace,
-        "SIEVE_KEYS_FILE": str(settings.keys_file),
-        "SIEVE_GATEWAY_PORT": str(settings.gateway_port),
-        "SIEVE_CONSOLE_PORT": str(port),
-        "SIEVE_CONSOLE_USERS_FILE": str(users),
-        "SIEVE_CONSOLE_REFRESH_S": "1",
-        "SIEVE_CONSOLE_COVERAGE_S": "1",
-        "SIEVE_LOG_LEVEL": "WARNING",
-    }
-    log_path = tmp_path_factory.mktemp("console-log") / "console.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "console.main"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-
-            def up() -> bool:
-                assert proc.poll() is None, log_path.read_text(errors="replace")
-                try:
-                    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as r:
-                        return b"sieve_journey_stage_tubes" in r.read()
-                except OSError:
-                    return False
-
-            _wait(up, 90, "the console to read the journey")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(15)
+    with serve_console(
+        settings,
+        users,
+        tmp_path_factory.mktemp("console-log"),
+        extra_env={"SIEVE_CONSOLE_REFRESH_S": "1", "SIEVE_CONSOLE_COVERAGE_S": "1"},
+        ready_path="/metrics",
+        ready_text=b"sieve_journey_stage_tubes",
+        timeout_s=90,
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's chromium, headless, driven by Playwright."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("apt-get install -y chromium")
-    with playwright_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium(playwright_api) as instance:
         yield instance
-        instance.close()
 
 
 def _login(browser: Any, url: str) -> Any:
-    context = browser.new_context(viewport={"width": 1600, "height": 1100})
-    page = context.new_page()
-    page.goto(f"{url}/login")
-    page.get_by_test_id("username").fill("cmd")
-    page.get_by_test_id("password").fill("c-pw")
-    page.get_by_test_id("login").click()
-    page.wait_for_url(f"{url}/")
-    return page
+    return login(browser, url, "cmd", "c-pw", viewport=(1600, 1100))
 
 
 def _off_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -248,7 +198,7 @@ def test_districts_page_shows_the_stores_stage_counts(
 
     page = _login(browser, console_url)
     page.goto(f"{console_url}/districts")
-    _wait(
+    wait_for(
         lambda: (
             _shown(page, DISTRICT) == wanted[DISTRICT]
             and _shown(page, ROAD) == wanted[ROAD]
@@ -265,9 +215,9 @@ def test_districts_page_shows_the_stores_stage_counts(
     assert "–" == page.get_by_test_id(f"wait-tested-{ROAD}").inner_text()
 
     source = page.get_by_test_id("coverage-source")
-    _wait(lambda: "city file" in source.inner_text(), 30, "the coverage source")
+    wait_for(lambda: "city file" in source.inner_text(), 30, "the coverage source")
     sampled = page.get_by_test_id(f"sampled-{DISTRICT}")
-    _wait(lambda: sampled.inner_text() == str(PEOPLE), 30, "sampled people")
+    wait_for(lambda: sampled.inner_text() == str(PEOPLE), 30, "sampled people")
     population = load_city(REPO_ROOT / "config" / "tianjin.toml").districts[DISTRICT]
     shown = page.get_by_test_id(f"expected-{DISTRICT}").inner_text()
     assert f"{population.population:,}" == shown
@@ -315,9 +265,9 @@ def test_coverage_switches_to_the_registry_once_imported(
     page = _login(browser, console_url)
     page.goto(f"{console_url}/districts")
     source = page.get_by_test_id("coverage-source")
-    _wait(lambda: "registry" in source.inner_text(), 30, "the registry source")
+    wait_for(lambda: "registry" in source.inner_text(), 30, "the registry source")
     expected = page.get_by_test_id(f"expected-{DISTRICT}")
-    _wait(lambda: expected.inner_text() == "200", 30, "the registry's residents")
+    wait_for(lambda: expected.inner_text() == "200", 30, "the registry's residents")
     assert str(PEOPLE) == page.get_by_test_id(f"sampled-{DISTRICT}").inner_text()
     assert "150.00%" == page.get_by_test_id(f"coverage-{DISTRICT}").inner_text()
     assert "–" == page.get_by_test_id(f"coverage-{ROAD}").inner_text()
@@ -329,7 +279,7 @@ def _search(page: Any, code: str) -> str:
     before = message.inner_text()
     page.get_by_test_id("tube-code").fill(code)
     page.get_by_test_id("tube-search").click()
-    _wait(lambda: message.inner_text() != before, 20, "the search answer")
+    wait_for(lambda: message.inner_text() != before, 20, "the search answer")
     return str(message.inner_text())
 
 
