@@ -13,6 +13,7 @@ import pytest
 import ray
 
 from engine.config import Settings
+from engine.exceptions import StoreError, StoreUnavailable
 from engine.localstore import LocalCassandraNode
 from engine.store import CqlStore
 from perf.device import DeviceStream
@@ -130,5 +131,20 @@ def test_stopped_store_gets_no_false_ack_and_resends_land(
     assert len(during) == len(resent.report.acks)
     assert {a.status for a in resent.report.acks.values()} <= DURABLE
     ids = [r.registration_id for r in before + during]
+    _until_answering(store)
     assert {1} == set(stored_ids(store, ids).values())
     assert store_restart_s < 180
+
+
+def _until_answering(store: CqlStore, timeout_s: float = 60) -> None:
+    # This test's own session reconnects on its driver's back-off schedule,
+    # which may run behind the engine's sessions after the node restarts.
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            store.execute_sync("SELECT release_version FROM system.local")
+            return
+        except (StoreError, StoreUnavailable):
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.5)
